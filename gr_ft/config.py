@@ -1,0 +1,359 @@
+"""Typed run configuration: dataclasses validated once, loaded from YAML plus ``key=value`` overrides.
+
+A config file mirrors the dataclass tree::
+
+    # recipes/configs/promoter_lora.yaml
+    data:
+      path: ../shared/data/promoter/gue_prom_core_all
+    train:
+      lr: 1.0e-3
+
+and any field can be overridden from the command line as ``train.lr=3e-4 lora.r=16``.
+Unknown keys are errors that name the key and list the valid ones.
+
+Example:
+    >>> cfg = load_config(FinetuneConfig, None, ["train.epochs=1", "lora.r=4"])
+    >>> cfg.train.epochs, cfg.lora.r
+    (1, 4)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "LoraConfig",
+    "TrainConfig",
+    "FinetuneConfig",
+    "load_config",
+    "config_to_dict",
+    "parse_overrides",
+]
+
+PROBLEM_TYPES = ("auto", "binary", "multiclass", "multilabel", "regression", "token_classification")
+ALPHABETS = ("auto", "dna", "protein")
+ARCHITECTURES = ("bert", "esm")
+POOLINGS = ("mean", "cls")
+ADAPTER_METHODS = ("lora", "dora", "ia3", "full")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{flag} must be one of {list(choices)}, got {value!r}")
+
+
+def _check_positive(flag: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{flag} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+@dataclass
+class DataConfig:
+    """Where the labelled sequences come from and how labels are read."""
+
+    path: str = "synthetic:promoter"
+    """A dataset folder with train/dev/test files, one file (split by `dev_fraction`/`test_fraction`),
+    a Hugging Face Hub dataset id, or `synthetic:<task>` for the built-in generator."""
+    sequence_column: str = "sequence"
+    """Column holding the sequence (CSV/TSV/parquet/JSONL)."""
+    label_column: str = "label"
+    """Column holding the label; for FASTA, the header field `label=<value>`."""
+    labels_file: Optional[str] = None
+    """For FASTA input: a CSV/TSV with columns `id,label` giving each record's label by its id."""
+    problem_type: str = "auto"
+    """auto, binary, multiclass, multilabel, regression or token_classification (per-position labels)."""
+    alphabet: str = "auto"
+    """dna (ACGTN), protein (20 amino acids plus X B Z U O) or auto (from the tokenizer)."""
+    max_length: int = 512
+    """Maximum tokens per sequence, special tokens included; longer sequences are cut (see `crop`)."""
+    crop: str = "start"
+    """Which part of an over-long sequence to keep: start, end, or center."""
+    multilabel_separator: str = ";"
+    """Separator between label names in a multilabel label cell (e.g. `Nucleus;Cytoplasm`)."""
+    dev_fraction: float = 0.1
+    """Fraction of train held out as dev when no dev split exists."""
+    test_fraction: float = 0.1
+    """Fraction of train held out as test when no test split exists."""
+    synthetic_size: int = 3000
+    """Training examples drawn for `synthetic:<task>` data (dev and test get a quarter each)."""
+
+    def __post_init__(self):
+        _check_choice("data.problem_type", self.problem_type, PROBLEM_TYPES)
+        _check_choice("data.alphabet", self.alphabet, ALPHABETS)
+        _check_choice("data.crop", self.crop, ("start", "end", "center"))
+        _check_positive("data.max_length", self.max_length)
+        _check_positive("data.synthetic_size", self.synthetic_size)
+        for flag in ("dev_fraction", "test_fraction"):
+            value = getattr(self, flag)
+            if not 0 <= value < 0.5:
+                raise ValueError(f"data.{flag} must be in [0, 0.5), got {value}")
+
+
+@dataclass
+class ModelConfig:
+    """The backbone: a pretrained masked LM (Hub id or local folder) or one built from a config."""
+
+    name_or_path: Optional[str] = None
+    """Hub id (`InstaDeepAI/nucleotide-transformer-v2-50m-multi-species`) or local folder; empty builds
+    a fresh backbone of `arch` from the size fields below."""
+    revision: Optional[str] = None
+    """Hub revision (branch, tag or commit) to pin."""
+    tokenizer: Optional[str] = None
+    """Tokenizer: a built-in name (kmer3..kmer6, nucleotide, protein, bpe), a folder or a Hub id.
+    Defaults to the model's own tokenizer, or `kmer6` for a fresh DNA backbone."""
+    trust_remote_code: bool = False
+    """Run model code downloaded with the checkpoint (DNABERT-2, NT v2). Only enable for sources you trust."""
+    arch: str = "bert"
+    """Architecture of a fresh backbone: bert (DNABERT-style) or esm (ESM-2 / Nucleotide Transformer)."""
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 256
+    max_position_embeddings: int = 1026
+    dropout: float = 0.1
+    """Dropout inside a fresh backbone (attention and hidden)."""
+    pooling: str = "mean"
+    """How a sequence embedding is pooled from token states: mean (over real tokens) or cls."""
+    head_dropout: float = 0.1
+
+    def __post_init__(self):
+        _check_choice("model.arch", self.arch, ARCHITECTURES)
+        _check_choice("model.pooling", self.pooling, POOLINGS)
+        for flag in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"):
+            _check_positive(f"model.{flag}", getattr(self, flag))
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"model.hidden_size ({self.hidden_size}) must be divisible by model.num_heads ({self.num_heads})"
+            )
+        for flag in ("dropout", "head_dropout"):
+            if not 0 <= getattr(self, flag) < 1:
+                raise ValueError(f"model.{flag} must be in [0, 1), got {getattr(self, flag)}")
+
+
+@dataclass
+class LoraConfig:
+    """Parameter-efficient fine-tuning through peft (or full fine-tuning)."""
+
+    method: str = "lora"
+    """lora, dora (weight-decomposed LoRA), ia3, or full (train every weight)."""
+    r: int = 8
+    """LoRA rank."""
+    alpha: int = 16
+    """LoRA scaling numerator (scale = alpha / r)."""
+    dropout: float = 0.05
+    target_modules: Optional[list[str]] = None
+    """Module names to adapt; empty picks them per architecture (query/key/value projections)."""
+
+    def __post_init__(self):
+        _check_choice("lora.method", self.method, ADAPTER_METHODS)
+        _check_positive("lora.r", self.r)
+        _check_positive("lora.alpha", self.alpha)
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, batching, precision and checkpointing."""
+
+    seed: int = 0
+    epochs: int = 3
+    max_steps: Optional[int] = None
+    """Stop after this many optimiser steps (overrides epochs when set)."""
+    batch_size: int = 32
+    """Global batch size (split across processes, so 1 and N processes see the same batches)."""
+    eval_batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.06
+    """Fraction of the optimiser steps spent in linear warm-up."""
+    grad_accum_steps: int = 1
+    max_grad_norm: float = 1.0
+    precision: str = "auto"
+    """auto (bf16 where the hardware has it, else fp32), bf16, fp16 (GPU only) or fp32."""
+    bucket_by_length: bool = True
+    """Batch sequences of similar length together to cut padding."""
+    class_weighting: str = "none"
+    """none or balanced (inverse class frequency) for imbalanced classification."""
+    eval_every_epochs: int = 1
+    checkpoint_every_steps: int = 0
+    """Also checkpoint every N optimiser steps (0: only at epoch ends)."""
+    patience: int = 0
+    """Stop after this many evaluations without a dev improvement (0: never stop early)."""
+    log_every_steps: int = 20
+    tracker: Optional[str] = None
+    """accelerate tracker for logs (tensorboard, wandb, ...); none by default."""
+
+    def __post_init__(self):
+        _check_choice("train.precision", self.precision, PRECISIONS)
+        _check_choice("train.class_weighting", self.class_weighting, ("none", "balanced"))
+        for flag in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "eval_every_epochs"):
+            _check_positive(f"train.{flag}", getattr(self, flag))
+        _check_positive("train.lr", self.lr)
+        if self.max_steps is not None:
+            _check_positive("train.max_steps", self.max_steps)
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"train.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        for flag in ("weight_decay", "checkpoint_every_steps", "patience", "max_grad_norm"):
+            _check_positive(f"train.{flag}", getattr(self, flag), allow_zero=True)
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything one fine-tuning run needs. The defaults are the built-in demo job."""
+
+    output_dir: str = "runs/demo"
+    """Run folder: checkpoints while training, then metrics.json, adapter/, tokenizer/, label_map.json."""
+    overwrite: bool = False
+    """Replace a finished run in output_dir (never done silently)."""
+    resume: bool = True
+    """Resume from output_dir/checkpoints when a previous run of this config was interrupted."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    push_to_hub: bool = False
+    hub_repo_id: Optional[str] = None
+
+    def __post_init__(self):
+        if self.push_to_hub and not self.hub_repo_id:
+            raise ValueError("push_to_hub=true needs hub_repo_id=<user>/<repo>")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn ``["train.lr=3e-4", "lora.r=16"]`` into a nested dict; values are parsed as YAML scalars.
+
+    Example:
+        >>> parse_overrides(["train.lr=3e-4", "model.name_or_path=null"])
+        {'train': {'lr': 0.0003}, 'model': {'name_or_path': None}}
+    """
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not of the form key=value (e.g. train.lr=3e-4)")
+        node = nested
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is a value, not a section")
+        node[leaf] = _parse_scalar(raw)
+    return nested
+
+
+def _parse_scalar(raw: str) -> Any:
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    # "1e-3" is a string to YAML 1.1; users mean a float.
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else value
+        except ValueError:
+            return value
+    return value
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(cls: type, path: Optional[str | Path], overrides: Optional[list[str]] = None):
+    """Build a validated config of dataclass ``cls`` from a YAML file (or the defaults) and overrides.
+
+    Example:
+        >>> load_config(FinetuneConfig, "recipes/configs/demo.yaml", ["train.seed=1"]).train.seed
+        1
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config file {path} does not exist")
+        with open(path) as handle:
+            raw = yaml.safe_load(handle) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"config file {path} must hold a mapping of sections, got {type(raw).__name__}")
+    raw = _merge(raw, parse_overrides(list(overrides or [])))
+    return _from_dict(cls, raw, prefix="")
+
+
+def _from_dict(cls: type, raw: dict[str, Any], prefix: str):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        where = f" in section {prefix.rstrip('.')!r}" if prefix else ""
+        raise ValueError(f"unknown config key(s) {[prefix + k for k in unknown]}{where}; valid keys: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ValueError(f"config section {prefix + name!r} must be a mapping, got {value!r}")
+            kwargs[name] = _from_dict(hint, value, prefix=f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(prefix + name, value, hint)
+    return cls(**kwargs)
+
+
+def _coerce(flag: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(flag, value, args[0])
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ValueError(f"{flag} must be a list, got {value!r}")
+        return [str(v) for v in value]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{flag} must be true or false, got {value!r}")
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{flag} must be a number, got {value!r}")
+        if hint is int and float(value) != int(value):
+            raise ValueError(f"{flag} must be a whole number, got {value!r}")
+        return hint(value)
+    if hint is str:
+        if value is None or isinstance(value, (dict, list)):
+            raise ValueError(f"{flag} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def config_to_dict(cfg) -> dict[str, Any]:
+    """The config as plain nested dicts (for YAML/JSON)."""
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    with open(path, "w") as handle:
+        yaml.safe_dump(config_to_dict(cfg), handle, sort_keys=False)

@@ -1,0 +1,1 @@
+"""Standalone recipe scripts (run with accelerate launch / torchrun, or through `gr-ft`)."""

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny tokenizers and models built in memory, and the ../shared data location."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+FILES = Path(__file__).resolve().parent / "files"
+
+
+def shared_data(relative: str) -> Path:
+    """Path of a real data set under ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"real data {path} is absent (../shared/data is provided beside the checkout in CI)")
+    return path
+
+
+@pytest.fixture
+def tiny_overrides(tmp_path):
+    """Overrides that make the fine-tuning recipe run in seconds."""
+    return [
+        f"output_dir={tmp_path / 'run'}",
+        "data.synthetic_size=192",
+        "data.max_length=64",
+        "model.hidden_size=32",
+        "model.num_layers=1",
+        "model.num_heads=2",
+        "model.intermediate_size=64",
+        "model.tokenizer=kmer3",
+        "train.epochs=2",
+        "train.batch_size=32",
+        "train.precision=fp32",
+    ]

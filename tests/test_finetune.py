@@ -1,0 +1,132 @@
+"""The fine-tuning recipe end to end on tiny models: files written, reload, resume, bad input, CLI."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gr_ft.cli import main as cli_main
+from gr_ft.recipes import finetune_lora
+from gr_ft.run import load_run
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def test_recipe_writes_a_run_folder_that_reloads(tiny_overrides, tmp_path):
+    metrics = finetune_lora.main(tiny_overrides)
+    out = tmp_path / "run"
+    assert {"metrics.json", "config.yaml", "label_map.json", "base_model.json", "tokenizer", "adapter",
+            "backbone"} <= run_files(out)
+    assert "checkpoints" not in run_files(out) and ".staging" not in run_files(out)
+    assert (out / "adapter" / "adapter_model.safetensors").exists()
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["test"]["mcc"] == pytest.approx(metrics["test"]["mcc"])
+    assert {"accuracy", "f1", "mcc", "auroc", "auprc"} <= set(saved["test"])
+    assert len(saved["history"]) == 2 and saved["best_epoch"] in (1, 2)
+
+    predictor = load_run(out)
+    sequences = ["ACGT" * 12, "TATAAAAGGCGC" * 4]
+    first = predictor.predict(sequences)
+    assert list(first.columns) == ["prediction", "prob_0", "prob_1"]
+    again = load_run(out).predict(sequences)
+    assert (first[["prob_0", "prob_1"]] - again[["prob_0", "prob_1"]]).abs().max().max() <= 1e-6
+
+
+def test_existing_run_is_never_overwritten_silently(tiny_overrides, tmp_path):
+    finetune_lora.main(tiny_overrides + ["train.epochs=1"])
+    before = (tmp_path / "run" / "metrics.json").read_text()
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        finetune_lora.main(tiny_overrides + ["train.epochs=1"])
+    assert (tmp_path / "run" / "metrics.json").read_text() == before
+    finetune_lora.main(tiny_overrides + ["train.epochs=1", "overwrite=true", "train.seed=3"])
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["seed"] == 3
+
+
+def test_interrupted_run_resumes_to_the_same_result(tiny_overrides, tmp_path, monkeypatch):
+    reference = finetune_lora.main(tiny_overrides + [f"output_dir={tmp_path / 'ref'}", "train.epochs=3"])
+
+    real_save = finetune_lora.save_checkpoint
+    calls = {"n": 0}
+
+    def crash_after_second_checkpoint(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(finetune_lora, "save_checkpoint", crash_after_second_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        finetune_lora.main(tiny_overrides + ["train.epochs=3"])
+    assert (tmp_path / "run" / "checkpoints" / "last").is_dir()
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    monkeypatch.setattr(finetune_lora, "save_checkpoint", real_save)
+    resumed = finetune_lora.main(tiny_overrides + ["train.epochs=3"])
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    for key in ("mcc", "auroc", "loss"):
+        assert resumed["test"][key] == pytest.approx(reference["test"][key], abs=1e-5), key
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.path=/no/such/file.csv", "does not exist"),
+    ("model.name_or_path=/no/such/model", "does not exist"),
+    ("model.name_or_path=nobody/no-such-model-gr-ft", "offline|could not load"),
+    ("train.lr=-1", "train.lr must be > 0"),
+    ("train.bogus=1", "unknown config key"),
+])
+def test_bad_input_fails_before_writing(tiny_overrides, tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        finetune_lora.main(tiny_overrides + [override])
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_records_name_file_and_line(tiny_overrides, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    good = "\n".join(f"{'ACGT' * 5},{i % 2}" for i in range(20))
+    (data / "train.csv").write_text(f"sequence,label\n{good}\n")
+    (data / "dev.csv").write_text(f"sequence,label\n{good}\nACGTZ,1\n")
+    (data / "test.csv").write_text(f"sequence,label\n{good}\nACGTA,7\n")
+    base = tiny_overrides + [f"data.path={data}"]
+    with pytest.raises(ValueError, match=r"dev.csv:22: invalid dna character\(s\) \['Z'\]"):
+        finetune_lora.main(base)
+    (data / "dev.csv").write_text(f"sequence,label\n{good}\n")
+    with pytest.raises(ValueError, match=r"test.csv:22: unknown label '7'"):
+        finetune_lora.main(base)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_exit_codes_and_help(tiny_overrides, tmp_path, capsys):
+    assert cli_main(["finetune"] + tiny_overrides + ["data.path=/nope.csv"]) == 2
+    assert "error: data.path" in capsys.readouterr().err
+    assert cli_main(["frobnicate"]) == 2
+    for command in ("finetune", "evaluate", "predict", "tokenizer", "synthetic"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert "examples:" in capsys.readouterr().out, command
+
+
+def test_cli_evaluate_and_predict(tiny_overrides, tmp_path, capsys):
+    assert cli_main(["finetune"] + tiny_overrides + ["train.epochs=1"]) == 0
+    data = tmp_path / "synth"
+    assert cli_main(["synthetic", "promoter", str(data), "--n-train", "40", "--n-dev", "20", "--n-test", "30"]) == 0
+    capsys.readouterr()
+    assert cli_main(["evaluate", str(tmp_path / "run"), "--data", str(data), "--output", str(tmp_path / "m.json")]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["n"] == 30 and -1 <= metrics["mcc"] <= 1
+    (tmp_path / "in.fa").write_text(">s1\n" + "ACGT" * 20 + "\n>s2\n" + "GGCA" * 20 + "\n")
+    assert cli_main(["predict", str(tmp_path / "run"), "--input", str(tmp_path / "in.fa"),
+                     "--output", str(tmp_path / "pred.csv")]) == 0
+    lines = (tmp_path / "pred.csv").read_text().splitlines()
+    assert lines[0] == "id,prediction,prob_0,prob_1" and lines[1].startswith("s1,") and len(lines) == 3
+    (tmp_path / "bad.csv").write_text("sequence,label\nACGT,1\nACGT,unknown\n")
+    assert cli_main(["evaluate", str(tmp_path / "run"), "--data", str(tmp_path / "bad.csv")]) == 2
+    assert "bad.csv:3: unknown label 'unknown'" in capsys.readouterr().err
