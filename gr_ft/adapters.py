@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 # Attention projections by the names architectures give them, most specific first.
 TARGET_MODULE_PATTERNS: dict[str, list[str]] = {
-    "bert/esm/nucleotide-transformer": ["query", "key", "value"],
+    # all linear layers of a block (attention + feed-forward), as QLoRA found best
+    "bert/esm/nucleotide-transformer": ["query", "key", "value", "dense"],
     "dnabert2 (fused qkv)": ["Wqkv"],
     "llama/mistral/hyena-style": ["q_proj", "k_proj", "v_proj"],
     "gpt-style (fused)": ["c_attn"],
@@ -47,7 +48,7 @@ def default_target_modules(model: nn.Module) -> list[str]:
 
     Example:
         >>> default_target_modules(bert_backbone)
-        ['query', 'key', 'value']
+        ['query', 'key', 'value', 'dense']
     """
     leaves = _leaf_names(model)
     for names in TARGET_MODULE_PATTERNS.values():

@@ -77,7 +77,8 @@ class DataConfig:
     max_length: int = 512
     """Maximum tokens per sequence, special tokens included; longer sequences are cut (see `crop`)."""
     crop: str = "start"
-    """Which part of an over-long sequence to keep: start, end, or center."""
+    """Which part of an over-long sequence to keep: start, end, center, or ends (the first and last halves
+    joined, as DeepLoc does, keeping both N- and C-terminal signals)."""
     multilabel_separator: str = ";"
     """Separator between label names in a multilabel label cell (e.g. `Nucleus;Cytoplasm`)."""
     dev_fraction: float = 0.1
@@ -90,7 +91,9 @@ class DataConfig:
     def __post_init__(self):
         _check_choice("data.problem_type", self.problem_type, PROBLEM_TYPES)
         _check_choice("data.alphabet", self.alphabet, ALPHABETS)
-        _check_choice("data.crop", self.crop, ("start", "end", "center"))
+        _check_choice("data.crop", self.crop, ("start", "end", "center", "ends"))
+        if self.crop == "ends" and self.problem_type == "token_classification":
+            raise ValueError("data.crop=ends splices two segments together; per-position labels need start, end or center")
         _check_positive("data.max_length", self.max_length)
         _check_positive("data.synthetic_size", self.synthetic_size)
         for flag in ("dev_fraction", "test_fraction"):

@@ -114,16 +114,25 @@ def load_splits(cfg: DataConfig, alphabet: str, seed: int = 0) -> dict[str, Labe
 
 
 def crop_sequences(sequences: list[str], max_chars: int, mode: str) -> tuple[list[str], list[int]]:
-    """Cut sequences to ``max_chars`` keeping the start, end or center; returns the crops and their offsets.
+    """Cut sequences to ``max_chars`` keeping the start, end, center, or both ends; returns crops and offsets.
+
+    The offset is where the crop starts in the original sequence (0 for ``ends``, whose crop is two pieces).
 
     Example:
         >>> crop_sequences(["AACCGGTT"], 4, "center")
         (['CCGG'], [2])
+        >>> crop_sequences(["AACCGGTT"], 4, "ends")
+        (['AATT'], [0])
     """
     crops, starts = [], []
     for seq in sequences:
         excess = max(len(seq) - max_chars, 0)
-        start = {"start": 0, "end": excess, "center": excess // 2}[mode]
+        if mode == "ends" and excess:
+            head = max_chars - max_chars // 2
+            crops.append(seq[:head] + seq[len(seq) - max_chars // 2 :])
+            starts.append(0)
+            continue
+        start = {"start": 0, "end": excess, "center": excess // 2, "ends": 0}[mode]
         crops.append(seq[start : start + max_chars])
         starts.append(start)
     return crops, starts

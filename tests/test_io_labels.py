@@ -109,3 +109,9 @@ def test_read_sequences_for_prediction(tmp_path):
     assert read_sequences(tmp_path / "x.fa", "dna") == (["a", "b"], ["ACGT", "GG"])
     (tmp_path / "y.txt").write_text("acgt\n\nttt\n")
     assert read_sequences(tmp_path / "y.txt", "dna") == (["0", "1"], ["ACGT", "TTT"])
+
+
+def test_crop_ends_keeps_both_termini():
+    assert crop_sequences(["MAAAAAAAAK", "MK"], 4, "ends") == (["MAAK", "MK"], [0, 0])
+    with pytest.raises(ValueError, match="data.crop=ends"):
+        DataConfig(crop="ends", problem_type="token_classification")

@@ -38,7 +38,7 @@ def test_fresh_backbones_and_target_modules(arch, kmer3):
     backbone = build_backbone(ModelConfig(arch=arch, **TINY), kmer3)
     assert backbone.config.model_type == arch
     assert backbone.config._attn_implementation == "sdpa"
-    assert default_target_modules(backbone) == ["query", "key", "value"]
+    assert default_target_modules(backbone) == ["query", "key", "value", "dense"]
 
 
 def test_mean_pool_ignores_padding():
