@@ -36,7 +36,8 @@ TARGET_MODULE_PATTERNS: dict[str, list[str]] = {
 IA3_PATTERNS: dict[str, tuple[list[str], list[str]]] = {
     "bert/esm": (["key", "value", "output.dense"], ["output.dense"]),
 }
-HEAD_NAME = "head"
+# unique name: peft matches modules_to_save by suffix, and ESM backbones carry a `contact_head`
+HEAD_NAME = "task_head"
 
 
 def _leaf_names(model: nn.Module) -> set[str]:

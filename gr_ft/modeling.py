@@ -2,8 +2,8 @@
 
 :class:`SequenceModel` puts one head on a backbone's token states: pooled (mean or CLS) for
 sequence-level tasks (binary, multi-class, multi-label, regression) or per token for
-per-position tasks. The head module is named ``head`` so peft keeps it trainable through
-``modules_to_save=["head"]``.
+per-position tasks. The head module is named ``task_head`` so peft keeps it trainable through
+``modules_to_save=["task_head"]``.
 
 Example:
     >>> backbone = build_backbone(ModelConfig(arch="bert", hidden_size=64), tokenizer)
@@ -175,6 +175,9 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 class SequenceModel(nn.Module):
     """A backbone plus one head for a gene-regulation task."""
 
+    # transformers/peft read this to find the encoder inside a task model (as in BertForSequenceClassification)
+    base_model_prefix = "backbone"
+
     def __init__(self, backbone: PreTrainedModel, problem_type: str, num_labels: int, pooling: str = "mean",
                  head_dropout: float = 0.1, class_weights: Optional[torch.Tensor] = None):
         super().__init__()
@@ -184,7 +187,7 @@ class SequenceModel(nn.Module):
         self.problem_type = problem_type
         self.pooling = pooling
         hidden = backbone.config.hidden_size
-        self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(hidden, num_labels))
+        self.task_head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(hidden, num_labels))
         self.register_buffer("class_weights", class_weights, persistent=False)
 
     @property
@@ -203,9 +206,9 @@ class SequenceModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: Optional[torch.Tensor] = None,
                 **_unused) -> dict[str, torch.Tensor]:
         if self.problem_type == "token_classification":
-            logits = self.head(self.token_states(input_ids, attention_mask))  # B, L, C
+            logits = self.task_head(self.token_states(input_ids, attention_mask))  # B, L, C
         else:
-            logits = self.head(self.embed(input_ids, attention_mask))  # B, C
+            logits = self.task_head(self.embed(input_ids, attention_mask))  # B, C
         out = {"logits": logits}
         if labels is not None:
             out["loss"] = TASK_LOSSES[self.problem_type](logits, labels, self.class_weights)

@@ -35,10 +35,11 @@ from safetensors.torch import load_file, save_file
 
 from .config import FinetuneConfig, load_config, save_config
 from .labels import LabelSpec, load_label_spec
-from .modeling import SequenceModel, backbone_fingerprint, load_backbone
+from .modeling import SequenceModel, _looks_local, backbone_fingerprint, load_backbone
 from .tokenization import SequenceTokenizer
 
-__all__ = ["Predictor", "load_run", "evaluate_run", "prepare_output_dir", "write_run", "BaseModelRecord", "load_model_for_run"]
+__all__ = ["Predictor", "load_run", "evaluate_run", "prepare_output_dir", "write_run", "BaseModelRecord", "load_model_for_run",
+           "resolve_run_dir"]
 
 logger = logging.getLogger(__name__)
 FINISHED_MARKER = "metrics.json"
@@ -85,8 +86,12 @@ def prepare_output_dir(cfg: FinetuneConfig) -> Optional[Path]:
 
 
 def write_run(out: Path, model, tokenizer: SequenceTokenizer, spec: LabelSpec, cfg: FinetuneConfig,
-              base: BaseModelRecord, metrics: dict) -> None:
-    """Write the run folder: everything goes to a staging folder first, ``metrics.json`` lands last."""
+              base: BaseModelRecord, metrics: dict, backbone_dir: Optional[Path] = None) -> None:
+    """Write the run folder: everything goes to a staging folder first, ``metrics.json`` lands last.
+
+    ``backbone_dir`` is a ``save_pretrained`` folder of the untouched backbone, copied in when the
+    backbone was built from a config (the adapter is useless without those exact random weights).
+    """
     staging = out / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -99,8 +104,9 @@ def write_run(out: Path, model, tokenizer: SequenceTokenizer, spec: LabelSpec, c
     else:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(staging / "model.safetensors"))
     if base.built_from_config:
-        backbone = model.get_base_model().backbone if isinstance(model, PeftModel) else model.backbone
-        _save_clean_backbone(backbone, staging / "backbone")
+        if backbone_dir is None:
+            raise ValueError("a backbone built from config must be saved with the run (pass backbone_dir)")
+        shutil.copytree(backbone_dir, staging / "backbone")
     (staging / "metrics.tmp").write_text(json.dumps(metrics, indent=2) + "\n")
     for item in staging.iterdir():
         if item.name == "metrics.tmp":
@@ -113,13 +119,6 @@ def write_run(out: Path, model, tokenizer: SequenceTokenizer, spec: LabelSpec, c
     staging.rmdir()
 
 
-def _save_clean_backbone(backbone, folder: Path) -> None:
-    """Save backbone weights without adapter layers (peft injects them in place)."""
-    state = {k: v for k, v in backbone.state_dict().items() if "lora_" not in k and "ia3_" not in k}
-    state = {k.replace(".base_layer", ""): v for k, v in state.items()}
-    backbone.save_pretrained(str(folder), state_dict=state)
-
-
 def _check_fingerprint(backbone, base: BaseModelRecord) -> None:
     found = backbone_fingerprint(backbone)
     if found != base.fingerprint:
@@ -130,13 +129,39 @@ def _check_fingerprint(backbone, base: BaseModelRecord) -> None:
         )
 
 
+def resolve_run_dir(name_or_path: str | Path, revision: Optional[str] = None) -> Path:
+    """A local run folder for a folder path, or for a Hub repo id ``user/name`` (downloaded, then cached).
+
+    Example:
+        >>> resolve_run_dir("runs/demo")
+        PosixPath('runs/demo')
+        >>> resolve_run_dir("me/promoter-lora")  # a repo written by `gr-ft push`  # doctest: +SKIP
+        PosixPath('/home/me/.cache/huggingface/hub/models--me--promoter-lora/snapshots/...')
+    """
+    path = Path(name_or_path)
+    if path.exists() or _looks_local(str(name_or_path)):
+        return path
+    import huggingface_hub
+
+    try:
+        return Path(huggingface_hub.snapshot_download(str(name_or_path), revision=revision))
+    except Exception as err:  # offline, no such repo, no access, no network: all mean "cannot get it"
+        raise ValueError(
+            f"{str(name_or_path)!r} is not a local folder, and downloading it as a Hugging Face Hub repo failed "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else 'no details'}). For a local run, "
+            f"check the path; for a Hub repo, check the id, your network and login (`hf auth login`) and that "
+            f"HF_HUB_OFFLINE is not set, or download it elsewhere (`hf download {name_or_path} --local-dir DIR`) "
+            f"and pass DIR"
+        ) from err
+
+
 def load_model_for_run(run_dir: str | Path, base_model: Optional[str] = None):
     """Rebuild the trained model of a run folder; returns ``(model, tokenizer, spec, cfg)``.
 
     ``base_model`` overrides where the backbone is loaded from (e.g. a local copy of the Hub model);
-    its weights must match the fingerprint recorded at training time.
+    its weights must match the fingerprint recorded at training time. ``run_dir`` may be a Hub repo id.
     """
-    run_dir = Path(run_dir)
+    run_dir = resolve_run_dir(run_dir)
     if not (run_dir / FINISHED_MARKER).exists():
         raise ValueError(f"{run_dir} is not a finished gr-ft run folder (no {FINISHED_MARKER})")
     cfg = load_config(FinetuneConfig, run_dir / "config.yaml")
@@ -223,10 +248,11 @@ class Predictor:
 
 
 def load_run(run_dir: str | Path, base_model: Optional[str] = None) -> Predictor:
-    """Reload a finished run folder for prediction, in one call.
+    """Reload a finished run folder (or a Hub repo id written by ``gr-ft push``) for prediction, in one call.
 
     Example:
         >>> load_run("runs/demo").predict(["ACGT" * 25])  # doctest: +SKIP
+        >>> load_run("me/promoter-lora").predict(["ACGT" * 25])  # doctest: +SKIP
     """
     return Predictor(*load_model_for_run(run_dir, base_model))
 

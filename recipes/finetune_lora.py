@@ -108,6 +108,9 @@ def finetune(cfg: FinetuneConfig) -> dict:
     if cfg.train.class_weighting == "balanced" and spec.problem_type in ("binary", "multiclass"):
         weights = class_weights(encoded["train"], spec.num_labels)
     model, base = build_task_model(cfg.model, tokenizer, spec.problem_type, spec.num_labels, weights)
+    if base["built_from_config"] and accelerator.is_main_process:
+        # the random initial weights are part of the result: keep them before adapters are injected
+        model.backbone.save_pretrained(str(out / "checkpoints" / "backbone"))
     model = apply_adapter(model, cfg.lora)
     accelerator.print(
         f"{spec.problem_type} task, {spec.num_labels} outputs; train/dev/test = "
@@ -191,7 +194,8 @@ def finish(cfg, accelerator, model, test_loader, spec, state, out, tokenizer, ba
         "wall_time_s": round(time.time() - started, 1),
     }
     if accelerator.is_main_process:
-        write_run(out, accelerator.unwrap_model(model), tokenizer, spec, cfg, BaseModelRecord(**base), metrics)
+        write_run(out, accelerator.unwrap_model(model), tokenizer, spec, cfg, BaseModelRecord(**base), metrics,
+                  backbone_dir=out / "checkpoints" / "backbone")
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.print(f"test: {json.dumps({k: round(v, 4) for k, v in test.items()})}")

@@ -36,3 +36,11 @@ def test_two_processes_match_one(tiny_overrides, tmp_path):
         assert two["test"][key] == pytest.approx(one["test"][key], abs=TOLERANCE), key
     for h1, h2 in zip(one["history"], two["history"]):
         assert h2["train_loss"] == pytest.approx(h1["train_loss"], abs=TOLERANCE)
+
+
+@pytest.mark.distributed
+def test_accelerate_launch_runs_the_recipe(tiny_overrides, tmp_path):
+    accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
+    launch([accelerate, "launch", "--config_file", str(REPO / "recipes" / "accelerate" / "cpu_single.yaml"),
+            str(RECIPE), *tiny_overrides, "train.epochs=1"], tmp_path)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["processes"] == 1

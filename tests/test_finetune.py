@@ -130,3 +130,56 @@ def test_cli_evaluate_and_predict(tiny_overrides, tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("sequence,label\nACGT,1\nACGT,unknown\n")
     assert cli_main(["evaluate", str(tmp_path / "run"), "--data", str(tmp_path / "bad.csv")]) == 2
     assert "bad.csv:3: unknown label 'unknown'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task,extra,metric", [
+    ("splice", ["model.tokenizer=kmer3", "data.max_length=128"], "mcc"),            # 3 named classes
+    ("splice_positions", ["model.tokenizer=nucleotide", "data.max_length=128", "data.crop=center"], "mcc"),
+    ("ptm", ["model.tokenizer=protein", "model.arch=esm", "train.class_weighting=balanced"], "auprc"),
+    ("localization", ["model.tokenizer=protein", "model.arch=esm", "data.crop=ends"], "mcc"),
+])
+def test_recipe_runs_every_problem_shape(tiny_overrides, tmp_path, task, extra, metric):
+    metrics = finetune_lora.main(tiny_overrides + [f"data.path=synthetic:{task}", "train.epochs=1"] + extra)
+    assert metric in metrics["test"] and metrics["test"]["n"] > 0
+    predictor = load_run(tmp_path / "run")
+    sequence = "ACGT" * 40 if "protein" not in " ".join(extra) else "MKKLLPTAAAGLLLLAAQPAMA" * 5
+    prediction = predictor.predict([sequence])["prediction"][0]
+    if task == "splice_positions":
+        assert len(prediction) == len(sequence) and set(prediction) <= {"0", "1", "2"}
+    else:
+        assert prediction in predictor.spec.names
+
+
+def test_regression_and_multilabel_files(tiny_overrides, tmp_path):
+    rng = __import__("random").Random(0)
+    rows_reg, rows_multi = [], []
+    for _ in range(120):
+        seq = "".join(rng.choice("ACGT") for _ in range(40))
+        rows_reg.append(f"{seq},{seq.count('G') / 40 + rng.random() * 0.01:.4f}")
+        labels = [name for name, motif in (("gata", "GAT"), ("cc", "CC")) if motif in seq]
+        rows_multi.append(f"{seq},{';'.join(labels) or 'cc'}")
+    (tmp_path / "reg.csv").write_text("sequence,label\n" + "\n".join(rows_reg) + "\n")
+    (tmp_path / "multi.csv").write_text("sequence,label\n" + "\n".join(rows_multi) + "\n")
+    reg = finetune_lora.main(tiny_overrides + [f"data.path={tmp_path / 'reg.csv'}", "train.epochs=1"])
+    assert {"pearson", "spearman", "mse"} <= set(reg["test"])
+    multi = finetune_lora.main(tiny_overrides + [f"data.path={tmp_path / 'multi.csv'}", "train.epochs=1",
+                                                 f"output_dir={tmp_path / 'multi'}"])
+    assert {"macro_f1", "micro_f1"} <= set(multi["test"])
+    assert json.loads((tmp_path / "multi" / "label_map.json").read_text())["problem_type"] == "multilabel"
+
+
+def test_full_finetuning_and_ia3_save_and_reload(tiny_overrides, tmp_path):
+    finetune_lora.main(tiny_overrides + ["lora.method=full", "train.epochs=1"])
+    assert (tmp_path / "run" / "model.safetensors").exists() and not (tmp_path / "run" / "adapter").exists()
+    assert load_run(tmp_path / "run").predict(["ACGT" * 10])["prediction"][0] in ("0", "1")
+    finetune_lora.main(tiny_overrides + ["lora.method=ia3", "train.epochs=1", f"output_dir={tmp_path / 'ia3'}"])
+    assert (tmp_path / "ia3" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_per_position_labels_of_wrong_length_are_rejected(tiny_overrides, tmp_path):
+    data = tmp_path / "pos.csv"
+    data.write_text("sequence,label\n" + "\n".join(["ACGTACGT,00100200"] * 30 + ["ACGTACGT,0010020"]) + "\n")
+    with pytest.raises(ValueError, match=r"pos.csv:32: per-position label has length 7"):
+        finetune_lora.main(tiny_overrides + [f"data.path={data}", "data.problem_type=token_classification",
+                                             "model.tokenizer=nucleotide", "data.dev_fraction=0.2"])
+    assert not (tmp_path / "run").exists()
