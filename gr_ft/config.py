@@ -170,13 +170,14 @@ class TrainConfig:
     """Optimisation, batching, precision and checkpointing."""
 
     seed: int = 0
-    epochs: int = 3
+    epochs: int = 5
     max_steps: Optional[int] = None
     """Stop after this many optimiser steps (overrides epochs when set)."""
     batch_size: int = 32
     """Global batch size (split across processes, so 1 and N processes see the same batches)."""
     eval_batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 3e-3
+    """Peak learning rate (LoRA tolerates higher rates than full fine-tuning; use ~5e-5 for lora.method=full)."""
     weight_decay: float = 0.01
     warmup_fraction: float = 0.06
     """Fraction of the optimiser steps spent in linear warm-up."""

@@ -57,3 +57,8 @@ def test_every_shipped_recipe_config_validates(path):
     assert any(line.startswith("#") and ("gr-ft" in line or "accelerate launch" in line) for line in header), \
         f"{path.name} must start with a comment showing the command that runs it"
     load_config(FinetuneConfig, path)
+
+
+def test_demo_config_spells_out_the_builtin_default():
+    demo = Path(__file__).resolve().parent.parent / "recipes" / "configs" / "demo.yaml"
+    assert load_config(FinetuneConfig, demo) == load_config(FinetuneConfig, None)
