@@ -5,6 +5,8 @@
     gr-ft predict RUN_DIR --input FILE --output FILE     predictions for sequences
     gr-ft tokenizer train FILES... --out DIR             train a DNA BPE tokenizer (DNABERT-2 style)
     gr-ft synthetic TASK OUT_DIR                         write a synthetic data set (train/dev/test)
+    gr-ft push RUN_DIR REPO_ID [--local-dir DIR]         publish a run to the Hub, model card included
+    gr-ft merge RUN_DIR OUT_DIR                          fold the LoRA adapter into full weights
 """
 
 from __future__ import annotations
@@ -141,6 +143,18 @@ def _synthetic(argv: list[str]) -> int:
     return 0
 
 
+def _push(argv: list[str]) -> int:
+    from gr_ft.hub import push_main
+
+    return push_main(argv)
+
+
+def _merge(argv: list[str]) -> int:
+    from gr_ft.hub import merge_main
+
+    return merge_main(argv)
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -153,6 +167,8 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "predict": (_predict, "predict labels for sequences with a run folder"),
     "tokenizer": (_tokenizer, "train a DNA BPE tokenizer"),
     "synthetic": (_synthetic, "write a synthetic data set with a planted grammar"),
+    "push": (_push, "publish a run folder to the Hugging Face Hub (or a local folder) with a model card"),
+    "merge": (_merge, "merge a run's LoRA adapter into full weights (a standalone run folder)"),
 }
 
 

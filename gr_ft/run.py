@@ -38,8 +38,8 @@ from .labels import LabelSpec, load_label_spec
 from .modeling import SequenceModel, _looks_local, backbone_fingerprint, load_backbone
 from .tokenization import SequenceTokenizer
 
-__all__ = ["Predictor", "load_run", "evaluate_run", "prepare_output_dir", "write_run", "BaseModelRecord", "load_model_for_run",
-           "resolve_run_dir"]
+__all__ = ["Predictor", "load_run", "evaluate_run", "prepare_output_dir", "write_run", "BaseModelRecord",
+           "load_model_for_run", "resolve_run_dir"]
 
 logger = logging.getLogger(__name__)
 FINISHED_MARKER = "metrics.json"

@@ -111,6 +111,10 @@ def finetune(cfg: FinetuneConfig) -> dict:
     if base["built_from_config"] and accelerator.is_main_process:
         # the random initial weights are part of the result: keep them before adapters are injected
         model.backbone.save_pretrained(str(out / "checkpoints" / "backbone"))
+    if base["built_from_config"] and cfg.lora.method != "full":
+        logger.warning("the backbone is built from config (random weights): %s only learns low-rank updates of "
+                       "random weights; for real results start from a pretrained backbone (model.name_or_path, or "
+                       "gr-ft pretrain) or train every weight (lora.method=full)", cfg.lora.method)
     model = apply_adapter(model, cfg.lora)
     accelerator.print(
         f"{spec.problem_type} task, {spec.num_labels} outputs; train/dev/test = "

@@ -1,0 +1,851 @@
+"""Publishing runs: a model card, the exact repository folder, Hub upload, and LoRA merging.
+
+A run folder (see :mod:`gr_ft.run`) becomes a Hub repository in three steps, each usable alone:
+
+- :func:`render_model_card` fills ``model_cards/adapter_card.md`` from the run's own files (config,
+  metrics, base model record, label map, leakage report) and checks the Hub metadata locally.
+- :func:`build_repo_folder` writes exactly the files that would be uploaded (adapter, tokenizer,
+  label map, config, base model record, metrics, README.md, and ``backbone/`` only when the
+  backbone was built from a config), atomically.
+- :func:`push_run` uploads that folder in one commit (nothing partial on the Hub), or only writes it
+  with ``local_dir``. ``gr_ft.load_run("user/name")`` downloads it back.
+
+:func:`merge_run` folds a LoRA adapter into the base weights (peft ``merge_and_unload``) and writes a
+run folder with full weights that loads standalone.
+
+Example:
+    >>> push_run("runs/demo", "me/promoter-lora", local_dir="publish/promoter-lora")  # doctest: +SKIP
+    PosixPath('publish/promoter-lora')
+    >>> push_run("runs/demo", "me/promoter-lora")  # after `hf auth login`  # doctest: +SKIP
+    'https://huggingface.co/me/promoter-lora'
+    >>> merge_run("runs/demo", "runs/demo_merged")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import statistics
+import tempfile
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import huggingface_hub
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .config import FinetuneConfig, load_config
+from .labels import LabelSpec, load_label_spec
+from .modeling import _looks_local
+from .run import FINISHED_MARKER, BaseModelRecord
+
+__all__ = [
+    "render_model_card",
+    "check_card_metadata",
+    "build_repo_folder",
+    "push_run",
+    "merge_run",
+    "folder_size_mb",
+    "is_hub_id",
+    "read_run_folder",
+    "RunFolder",
+    "Citation",
+    "KNOWN_CITATIONS",
+    "push_main",
+    "merge_main",
+]
+
+logger = logging.getLogger(__name__)
+
+CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "adapter_card.md"
+LEAKAGE_REPORT = "leakage_report.json"
+"""Optional: a :func:`gr_ft.leakage.leakage_report` saved as JSON in the run folder; summarised in the card."""
+MERGE_RECORD = "merged_from.json"
+"""Written by :func:`merge_run`: which run and base the full weights were merged from."""
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+DEFAULT_LICENSE = "unknown"
+
+# What each published item is, in the card's file list (also the order files are copied in).
+REPO_ITEMS: dict[str, str] = {
+    "adapter": "peft adapter (adapter_config.json + adapter_model.safetensors), task head included",
+    "model.safetensors": "all weights of the model (backbone and task head), one safetensors file",
+    "backbone": "backbone config and weights (transformers save_pretrained)",
+    "tokenizer": "the tokenizer",
+    "config.yaml": "the resolved training config",
+    "label_map.json": "problem type and class names by id",
+    "base_model.json": "the backbone the weights belong to (name, revision, weight fingerprint)",
+    "metrics.json": "test metrics of the best dev epoch and the dev history",
+    LEAKAGE_REPORT: "train/dev/test overlap report (exact and near-duplicate sequences)",
+    MERGE_RECORD: "which run and base model these merged weights come from",
+}
+PIPELINE_TAGS = {"token_classification": "token-classification"}  # every other task: text-classification
+TASK_TAGS = {
+    "binary": "binary-classification",
+    "multiclass": "multiclass-classification",
+    "multilabel": "multilabel-classification",
+    "regression": "regression",
+    "token_classification": "token-classification",
+}
+# gr-ft metric names -> Hub (evaluate) metric ids for model-index; `n` is a count, not a metric.
+HUB_METRIC_IDS = {"mcc": "matthews_correlation", "auroc": "roc_auc", "auprc": "pr_auc", "pearson": "pearsonr",
+                  "spearman": "spearmanr", "macro_f1": "f1", "micro_f1": "f1"}
+COUNT_METRICS = ("n",)
+REQUIRED_METADATA = ("license", "tags", "pipeline_tag", "model-index")
+METHOD_NAMES = {"lora": "LoRA", "dora": "DoRA", "ia3": "IA3", "full": "full fine-tuning"}
+EXAMPLE_SEQUENCES = {"dna": "TATAAAAGGCGCGCCTATAAAAGGCGCGCCTATAAAAGGC", "protein": "MKTAYIAKQRQISFVKSHFSRQLEERLG"}
+
+
+# ---------------------------------------------------------------- citations
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A model or data set citation, found by a regular expression in a Hub id or data path."""
+
+    name: str
+    pattern: str
+    """Searched (case-insensitive) in the base model id or the data path."""
+    text: str
+
+
+_DNABERT2 = ("Zhou Z, Ji Y, Li W, Dutta P, Davuluri R, Liu H. DNABERT-2: Efficient Foundation Model and Benchmark "
+             "For Multi-Species Genome. ICLR 2024. arXiv:2306.15006")
+KNOWN_CITATIONS: tuple[Citation, ...] = (
+    Citation("DNABERT-2", r"dnabert-?2", _DNABERT2),
+    Citation("DNABERT", r"dnabert|dna_bert", "Ji Y, Zhou Z, Liu H, Davuluri RV. DNABERT: pre-trained Bidirectional "
+             "Encoder Representations from Transformers model for DNA-language in genome. Bioinformatics "
+             "37(15):2112-2120, 2021. doi:10.1093/bioinformatics/btab083"),
+    Citation("Nucleotide Transformer", r"nucleotide[-_ ]?transformer", "Dalla-Torre H, Gonzalez L, Mendoza-Revilla "
+             "J, et al. Nucleotide Transformer: building and evaluating robust foundation models for human genomics. "
+             "Nature Methods 22:287-297, 2025. doi:10.1038/s41592-024-02523-z"),
+    Citation("ESM-2", r"esm-?2", "Lin Z, Akin H, Rao R, et al. Evolutionary-scale prediction of atomic-level protein "
+             "structure with a language model. Science 379(6637):1123-1130, 2023. doi:10.1126/science.ade2574"),
+    Citation("GUE (Genome Understanding Evaluation)", r"(^|[/_\-])gue([/_\-]|$)", _DNABERT2),
+    Citation("DeepLoc", r"deeploc", "Almagro Armenteros JJ, Sønderby CK, Sønderby SK, Nielsen H, Winther O. DeepLoc: "
+             "prediction of protein subcellular localization using deep learning. Bioinformatics 33(21):3387-3395, "
+             "2017. doi:10.1093/bioinformatics/btx431"),
+    Citation("MusiteDeep", r"musitedeep", "Wang D, Zeng S, Xu C, Qiu W, Liang Y, Joshi T, Xu D. MusiteDeep: a "
+             "deep-learning framework for general and kinase-specific phosphorylation site prediction. "
+             "Bioinformatics 33(24):3909-3916, 2017. doi:10.1093/bioinformatics/btx496"),
+)
+
+
+def find_citation(name: Optional[str]) -> Optional[Citation]:
+    """The first known citation whose pattern occurs in ``name`` (a Hub id or a data path), else None.
+
+    Example:
+        >>> find_citation("zhihan1996/DNABERT-2-117M").name
+        'DNABERT-2'
+    """
+    if not name:
+        return None
+    return next((c for c in KNOWN_CITATIONS if re.search(c.pattern, name, flags=re.IGNORECASE)), None)
+
+
+# ---------------------------------------------------------------- reading a run folder
+
+
+@dataclass
+class RunFolder:
+    """The files of a finished run folder, parsed."""
+
+    path: Path
+    cfg: FinetuneConfig
+    spec: LabelSpec
+    base: BaseModelRecord
+    metrics: dict
+    leakage: Optional[dict]
+    merged_from: Optional[dict]
+
+    @property
+    def has_adapter(self) -> bool:
+        return (self.path / "adapter").is_dir()
+
+    @property
+    def original_base(self) -> BaseModelRecord:
+        """The backbone the model was trained on (for merged weights: the base before merging)."""
+        return BaseModelRecord(**self.merged_from["base"]) if self.merged_from else self.base
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); rewrite or delete it") from err
+
+
+def read_run_folder(run_dir: str | Path) -> RunFolder:
+    """Parse a finished run folder; a folder that is not one is an error saying which file is missing.
+
+    Example:
+        >>> read_run_folder("runs/demo").spec.problem_type  # doctest: +SKIP
+        'binary'
+    """
+    path = Path(run_dir)
+    if not (path / FINISHED_MARKER).exists():
+        raise ValueError(f"{path} is not a finished gr-ft run folder (no {FINISHED_MARKER}); pass the output_dir "
+                         f"of a completed `gr-ft finetune`")
+    missing = [name for name in ("config.yaml", "label_map.json", "base_model.json", "tokenizer")
+               if not (path / name).exists()]
+    if missing:
+        raise ValueError(f"run folder {path} lacks {missing}; it was not written by gr-ft or was edited by hand")
+    if not (path / "adapter").is_dir() and not (path / "model.safetensors").exists():
+        raise ValueError(f"run folder {path} has neither adapter/ nor model.safetensors: no weights to publish")
+    return RunFolder(path, load_config(FinetuneConfig, path / "config.yaml"), load_label_spec(path / "label_map.json"),
+                     BaseModelRecord.load(path / "base_model.json"), _read_json(path / FINISHED_MARKER),
+                     _read_json(path / LEAKAGE_REPORT), _read_json(path / MERGE_RECORD))
+
+
+def repo_items(run: RunFolder) -> list[str]:
+    """Top-level names of the run folder that belong in its Hub repository (README.md comes on top).
+
+    The adapter when there is one (never a full-weight duplicate of it), else model.safetensors;
+    backbone/ only when the loader needs it (backbone built from a config, or merged weights).
+    """
+    weights = ["adapter"] if run.has_adapter else ["model.safetensors"]
+    backbone = ["backbone"] if run.base.built_from_config else []
+    optional = [name for name in (LEAKAGE_REPORT, MERGE_RECORD) if (run.path / name).exists()]
+    return weights + backbone + ["tokenizer", "config.yaml", "label_map.json", "base_model.json",
+                                 FINISHED_MARKER] + optional
+
+
+def folder_size_mb(path: str | Path) -> float:
+    """Size of a file, or of all files under a folder, in MiB.
+
+    Example:
+        >>> folder_size_mb("runs/demo/adapter") < folder_size_mb("runs/demo/backbone")  # doctest: +SKIP
+        True
+    """
+    path = Path(path)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 2**20
+
+
+def _item_size_mb(run: RunFolder, name: str) -> float:
+    if name == "adapter":
+        return sum(folder_size_mb(run.path / "adapter" / f) for f in ADAPTER_FILES)
+    return folder_size_mb(run.path / name)
+
+
+# ---------------------------------------------------------------- Hub ids
+
+
+def is_hub_id(name: Optional[str]) -> bool:
+    """True for a Hub repo id of the form ``user/name`` that is not also an existing local path.
+
+    Example:
+        >>> is_hub_id("facebook/esm2_t6_8M_UR50D"), is_hub_id("./models/esm2"), is_hub_id("dnabert6")
+        (True, False, False)
+    """
+    return bool(name) and not Path(name).exists() and not _looks_local(name)
+
+
+def _check_repo_id(repo_id: Optional[str]) -> str:
+    if not repo_id or not is_hub_id(repo_id):
+        raise ValueError(f"Hub repo id {repo_id!r} is not of the form <user or organisation>/<name>, "
+                         f"e.g. me/promoter-lora")
+    try:
+        huggingface_hub.utils.validate_repo_id(repo_id)
+    except huggingface_hub.errors.HFValidationError as err:
+        raise ValueError(f"Hub repo id {repo_id!r} is invalid: {err}") from err
+    return repo_id
+
+
+# ---------------------------------------------------------------- model card: facts
+
+
+def _alphabet(run: RunFolder) -> str:
+    if run.cfg.data.alphabet != "auto":
+        return run.cfg.data.alphabet
+    from .tokenization import SequenceTokenizer
+
+    return "protein" if SequenceTokenizer.from_pretrained(str(run.path / "tokenizer")).kind == "protein" else "dna"
+
+
+def _dataset_slug(data_path: str) -> str:
+    """A short dataset name for model-index: the Hub id, ``synthetic-<task>``, or the file/folder name."""
+    if data_path.startswith("synthetic:"):
+        return "synthetic-" + data_path.split(":", 1)[1]
+    if is_hub_id(data_path):
+        return data_path
+    name = Path(data_path.rstrip("/")).name
+    return re.sub(r"(\.(csv|tsv|txt|parquet|jsonl?|fa|fasta|fna|gz))+$", "", name) or "local-data"
+
+
+def _data_text(data_path: str) -> str:
+    if data_path.startswith("synthetic:"):
+        return f"synthetic `{data_path.split(':', 1)[1]}` data from gr-ft's generator (`{data_path}`)"
+    if is_hub_id(data_path):
+        return f"Hub dataset [{data_path}](https://huggingface.co/datasets/{data_path})"
+    return f"local data `{data_path}` (not on the Hub)"
+
+
+def _reported_metrics(test: dict) -> dict[str, float]:
+    """Test metrics that go into model-index: finite numbers, counts left out."""
+    return {name: float(value) for name, value in test.items()
+            if name not in COUNT_METRICS and isinstance(value, (int, float)) and math.isfinite(value)}
+
+
+def _base_text(run: RunFolder) -> str:
+    base, cfg = run.original_base, run.cfg
+    fingerprint = f"weight fingerprint `{base.fingerprint[:16]}`"
+    if base.built_from_config:
+        return (f"none: a `{cfg.model.arch}` backbone built from config (random initialisation, not pretrained; "
+                f"hidden size {cfg.model.hidden_size}, {_plural(cfg.model.num_layers, 'layer')}, "
+                f"{_plural(cfg.model.num_heads, 'head')}), "
+                f"{fingerprint}")
+    revision = f" at revision `{base.revision}`" if base.revision else ""
+    if is_hub_id(base.name_or_path):
+        return f"[{base.name_or_path}](https://huggingface.co/{base.name_or_path}){revision}, {fingerprint}"
+    return (f"a local folder `{base.name_or_path}` (not a Hub id, so not linked as `base_model`){revision}, "
+            f"{fingerprint}")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
+def _adapter_targets(run: RunFolder) -> str:
+    """Adapted modules as saved by peft (the config may leave them to the per-architecture default)."""
+    saved = _read_json(run.path / "adapter" / "adapter_config.json") if run.has_adapter else None
+    targets = (saved or run.merged_from or {}).get("target_modules") or run.cfg.lora.target_modules
+    return ", ".join(sorted(targets)) if targets else "chosen per architecture"
+
+
+def _weights_text(run: RunFolder) -> str:
+    lora = run.cfg.lora
+    if run.merged_from:
+        return (f"full weights (`model.safetensors`): the {METHOD_NAMES[lora.method]} adapter (r={lora.r}) of run "
+                f"`{Path(run.merged_from['source_run']).name}` merged into the base weights with peft "
+                f"`merge_and_unload()`. `backbone/` repeats the merged backbone weights (the gr-ft loader builds the "
+                f"backbone from it, then loads `model.safetensors`), so the folder loads standalone")
+    if not run.has_adapter:
+        return "full fine-tuning: every weight trained, all in `model.safetensors`"
+    rank = f" with rank r={lora.r}, alpha={lora.alpha}" if lora.method in ("lora", "dora") else ""
+    head = f"a trained {run.cfg.model.pooling}-pooled task head"
+    return f"a {METHOD_NAMES[lora.method]} adapter (peft){rank}, plus {head}"
+
+
+def _task_text(spec: LabelSpec) -> str:
+    names = ", ".join(f"`{n}`" for n in spec.names[:20]) + (" ..." if len(spec.names) > 20 else "")
+    if spec.problem_type == "regression":
+        return "regression: one value per sequence"
+    if spec.problem_type == "token_classification":
+        return f"per-position classification: one label per sequence position, labels {names}"
+    return f"{TASK_TAGS[spec.problem_type].replace('-', ' ')} over {spec.num_labels} labels: {names}"
+
+
+def _domain_text(run: RunFolder, alphabet: str) -> str:
+    letters = "A, C, G, T, N" if alphabet == "dna" else "the 20 amino acids plus X, B, Z, U, O"
+    tokenizer = run.cfg.model.tokenizer or run.cfg.model.name_or_path or "the default"
+    return (f"{alphabet.upper() if alphabet == 'dna' else 'protein'} sequences ({letters}), tokenized with the "
+            f"`{tokenizer}` tokenizer, at most {run.cfg.data.max_length} tokens per sequence")
+
+
+def _splits_text(cfg: FinetuneConfig) -> str:
+    data = cfg.data
+    if data.path.startswith("synthetic:"):
+        return "train, dev and test generated independently by the synthetic generator"
+    return (f"the data's own train/dev/test split files where present; a missing dev or test split is held out "
+            f"at random from train (dev_fraction={data.dev_fraction}, test_fraction={data.test_fraction}, "
+            f"seed {cfg.train.seed})")
+
+
+def _sizes(run: RunFolder) -> list[str]:
+    recorded = run.metrics.get("split_sizes")
+    if isinstance(recorded, dict):
+        return [f"**Sizes:** " + ", ".join(f"{k} {v}" for k, v in recorded.items())]
+    if run.cfg.data.path.startswith("synthetic:"):
+        size = run.cfg.data.synthetic_size
+        return [f"**Sizes:** train {size}, dev {max(size // 4, 8)}, test {max(size // 4, 8)} (generated)"]
+    n = run.metrics.get("test", {}).get("n")
+    return [f"**Sizes:** test n = {int(n)} scored items; train/dev sizes were not recorded"] if n else []
+
+
+def _training_rows(run: RunFolder, seeds: list[int]) -> list[tuple[str, str]]:
+    cfg, metrics = run.cfg, run.metrics
+    lora = cfg.lora
+    method = METHOD_NAMES["full"] if lora.method == "full" else (
+        f"{METHOD_NAMES[lora.method]} (r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}; "
+        f"adapted modules: {_adapter_targets(run)})")
+    rows = [("method", method), ("learning rate", f"{cfg.train.lr:g} (AdamW, weight decay {cfg.train.weight_decay}, "
+                                                   f"warm-up fraction {cfg.train.warmup_fraction})"),
+            ("epochs", f"{cfg.train.epochs}" + (f" (max_steps {cfg.train.max_steps})" if cfg.train.max_steps else "")),
+            ("batch size", f"{cfg.train.batch_size} (gradient accumulation {cfg.train.grad_accum_steps})"),
+            ("precision", cfg.train.precision),
+            ("pooling / head dropout", f"{cfg.model.pooling} / {cfg.model.head_dropout}"),
+            ("class weighting", cfg.train.class_weighting),
+            ("seed" if len(seeds) == 1 else "seeds", ", ".join(str(s) for s in seeds))]
+    if "processes" in metrics:
+        rows.append(("processes / wall time", f"{metrics['processes']} / {metrics.get('wall_time_s', '?')} s"))
+    return rows
+
+
+def _seed_run_tests(run: RunFolder, seed_runs: Sequence[str | Path]) -> list[tuple[int, dict]]:
+    """(seed, test metrics) of this run and of ``seed_runs``, which must be the same task with other seeds."""
+    results = [(run.cfg.train.seed, run.metrics.get("test", {}))]
+    for folder in seed_runs:
+        other = read_run_folder(folder)
+        if (other.spec.problem_type, other.spec.names, other.cfg.data.path) != (
+                run.spec.problem_type, run.spec.names, run.cfg.data.path):
+            raise ValueError(f"seed run {folder} is a different task or data set than {run.path} "
+                             f"({other.cfg.data.path}, {other.spec.problem_type}); pass runs of the same config")
+        if other.cfg.train.seed in [seed for seed, _ in results]:
+            raise ValueError(f"seed run {folder} repeats train.seed={other.cfg.train.seed}; seed runs need distinct "
+                             f"seeds to give a meaningful sd")
+        results.append((other.cfg.train.seed, other.metrics.get("test", {})))
+    return results
+
+
+def _evaluation_rows(results: list[tuple[int, dict]]) -> list[dict[str, str]]:
+    rows = []
+    for name, value in results[0][1].items():
+        if name in COUNT_METRICS or not isinstance(value, (int, float)):
+            continue
+        values = [float(test[name]) for _, test in results if isinstance(test.get(name), (int, float))]
+        mean_sd = (f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} (n={len(values)})"
+                   if len(values) > 1 else "-")
+        rows.append({"name": name, "value": f"{value:.4f}", "mean_sd": mean_sd})
+    return rows
+
+
+def _selection_text(run: RunFolder) -> str:
+    dev = next(((k, v) for k, v in run.metrics.items() if k.startswith("dev_") and isinstance(v, (int, float))), None)
+    text = f"best dev epoch {run.metrics.get('best_epoch', '?')}"
+    return text + (f", dev {dev[0][4:]} = {dev[1]:.4f}" if dev else "")
+
+
+def _leakage_text(leakage: Optional[dict]) -> str:
+    if leakage is None:
+        return (f"Train/test leakage was not checked for this run (no {LEAKAGE_REPORT} in the run folder): identical "
+                f"or near-identical sequences across splits would inflate the test metrics. Check with "
+                f"`gr_ft.leakage.leakage_report`.")
+    parts = []
+    for pair, entry in leakage.get("pairs", {}).items():
+        later = pair.split("-", 1)[-1]
+        leaked, fraction = entry.get("leaked_rows", {}).get(later), entry.get("leaked_fraction", {}).get(later)
+        if leaked is not None and fraction is not None:
+            parts.append(f"{pair}: {leaked} {later} rows ({100 * fraction:.2f}%) have an exact or near copy")
+    threshold, k = leakage.get("threshold", "?"), leakage.get("k", "?")
+    return (f"Leakage check ({LEAKAGE_REPORT}; near-duplicate = {k}-mer Jaccard >= {threshold}): "
+            + ("; ".join(parts) if parts else "no split pairs reported") + ".")
+
+
+def _limitations(run: RunFolder, alphabet: str) -> list[str]:
+    cfg, base = run.cfg, run.original_base
+    lines = [f"Trained and tested only on {_data_text(cfg.data.path)}; the config records no species, cell type or "
+             f"assay, so do not assume it transfers beyond data like that.",
+             f"Sequences longer than {cfg.data.max_length} tokens (special tokens included) are cut to that length, "
+             f"keeping the {cfg.data.crop} (data.crop={cfg.data.crop}); `predict` cuts the same way, so only that part "
+             f"of a longer sequence is scored.",
+             _leakage_text(run.leakage)]
+    if cfg.data.path.startswith("synthetic:"):
+        lines.append("Synthetic data: the sequences and labels come from gr-ft's generator with a planted grammar. "
+                     "This is a demonstration model; its scores say nothing about real biology.")
+    if base.built_from_config:
+        lines.append("The backbone was never pretrained (random initialisation), so expect far weaker results than "
+                     "with a pretrained DNA or protein language model.")
+    n = run.metrics.get("test", {}).get("n")
+    if isinstance(n, (int, float)) and n < 1000:
+        lines.append(f"Small test set (n = {int(n)}): differences of a few points are within noise.")
+    return lines
+
+
+def _citations(run: RunFolder) -> list[dict[str, str]]:
+    base, data_path = run.original_base, run.cfg.data.path
+    if base.built_from_config:
+        base_text = "none: the backbone was built from config (no pretrained model to cite)"
+    else:
+        found = find_citation(base.name_or_path)
+        base_text = found.text if found else f"citation unknown for `{base.name_or_path}`; see its model card"
+    if data_path.startswith("synthetic:"):
+        data_text = "none: synthetic data from gr-ft's generator"
+    else:
+        found = find_citation(data_path)
+        data_text = found.text if found else f"citation unknown for `{data_path}`; cite the data's source"
+    return [{"role": "Base model", "text": base_text}, {"role": "Data", "text": data_text}]
+
+
+# ---------------------------------------------------------------- model card: rendering and checks
+
+
+def card_metadata(run: RunFolder, model_name: str, alphabet: str, license: str = DEFAULT_LICENSE) -> ModelCardData:
+    """The YAML header: library, tags, pipeline tag, license, base model (Hub ids only), test metrics."""
+    cfg, spec, base = run.cfg, run.spec, run.original_base
+    pipeline_tag = PIPELINE_TAGS.get(spec.problem_type, "text-classification")
+    method_tag = "full-fine-tuning" if cfg.lora.method == "full" else cfg.lora.method
+    tags = ["gr-ft", "genomics" if alphabet == "dna" else "proteomics", method_tag, TASK_TAGS[spec.problem_type]]
+    tags += ["merged"] * bool(run.merged_from) + ["synthetic-data"] * cfg.data.path.startswith("synthetic:")
+    slug = _dataset_slug(cfg.data.path)
+    metrics = _reported_metrics(run.metrics.get("test", {}))
+    results = [EvalResult(task_type=pipeline_tag, dataset_type=slug, dataset_name=slug, dataset_split="test",
+                          metric_type=HUB_METRIC_IDS.get(name, name), metric_name=name, metric_value=value)
+               for name, value in metrics.items()]
+    return ModelCardData(
+        base_model=base.name_or_path if is_hub_id(base.name_or_path) and not base.built_from_config else None,
+        datasets=[cfg.data.path] if is_hub_id(cfg.data.path) else None,
+        library_name="peft" if run.has_adapter else None, license=license, pipeline_tag=pipeline_tag, tags=tags,
+        metrics=sorted({HUB_METRIC_IDS.get(n, n) for n in metrics}) or None, model_name=model_name,
+        eval_results=results or None,
+    )
+
+
+def card_context(run: RunFolder, load_target: str, alphabet: str,
+                 seed_runs: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """Everything the card template shows, as plain values (the template only lays it out)."""
+    results = _seed_run_tests(run, seed_runs)
+    base = run.original_base
+    needs_base = not base.built_from_config and not is_hub_id(base.name_or_path) and run.has_adapter
+    kind = "adapter" if run.has_adapter else "model"
+    return {
+        "title": f"{Path(load_target).name}: {TASK_TAGS[run.spec.problem_type].replace('-', ' ')} {kind} "
+                 f"for {alphabet.upper() if alphabet == 'dna' else 'protein'} sequences",
+        "summary": f"A {TASK_TAGS[run.spec.problem_type].replace('-', ' ')} model fine-tuned with gr-ft on "
+                   f"{_data_text(run.cfg.data.path)}.",
+        "cfg": run.cfg, "weights_text": _weights_text(run), "base_text": _base_text(run),
+        "task_text": _task_text(run.spec), "task_short": TASK_TAGS[run.spec.problem_type].replace("-", " ") + " labels",
+        "domain_text": _domain_text(run, alphabet), "domain_noun": "DNA" if alphabet == "dna" else "protein",
+        "files": [{"name": name + "/" * (run.path / name).is_dir(), "size_mb": f"{_item_size_mb(run, name):.3f}",
+                   "what": REPO_ITEMS[name]} for name in repo_items(run)],
+        "backbone_required": run.base.built_from_config and run.has_adapter,
+        "data_text": _data_text(run.cfg.data.path), "splits_text": _splits_text(run.cfg), "sizes": _sizes(run),
+        "training": _training_rows(run, [seed for seed, _ in results]), "selection_text": _selection_text(run),
+        "seeds": [seed for seed, _ in results], "evaluation": _evaluation_rows(results),
+        "limitations": _limitations(run, alphabet), "citations": _citations(run),
+        "load_target": load_target, "needs_base_argument": needs_base,
+        "base_name": Path(base.name_or_path or "base").name, "example_sequence": EXAMPLE_SEQUENCES[alphabet],
+        "probability_columns": _probability_columns(run.spec),
+    }
+
+
+def _probability_columns(spec: LabelSpec) -> str:
+    if spec.problem_type in ("regression", "token_classification"):
+        return ""
+    columns = [f"prob_{n}" for n in spec.names]
+    return ", ".join(columns[:3]) + (", ..." if len(columns) > 3 else "")
+
+
+def render_model_card(run_dir: str | Path, repo_id: Optional[str] = None, seed_runs: Sequence[str | Path] = (),
+                      license: str = DEFAULT_LICENSE) -> ModelCard:
+    """The model card (README.md) of a run folder, with its Hub metadata checked locally.
+
+    ``seed_runs``: run folders of the same config with other ``train.seed`` values; the card then
+    reports mean ± sd over all of them. The metadata always holds this run's own test metrics.
+
+    Example:
+        >>> card = render_model_card("runs/demo", repo_id="me/promoter-lora")  # doctest: +SKIP
+        >>> card.data.library_name, card.data.eval_results[0].metric_value  # doctest: +SKIP
+        ('peft', 0.62)
+    """
+    if not CARD_TEMPLATE.exists():
+        raise ValueError(f"model card template {CARD_TEMPLATE} is missing; reinstall gr-ft from a full checkout")
+    run = read_run_folder(run_dir)
+    load_target = _check_repo_id(repo_id) if repo_id else str(run.path)
+    alphabet = _alphabet(run)
+    context = card_context(run, load_target, alphabet, seed_runs)
+    data = card_metadata(run, Path(load_target).name, alphabet, license)
+    card = ModelCard.from_template(data, template_path=str(CARD_TEMPLATE), **context)
+    check_card_metadata(card, run)
+    return card
+
+
+def _yaml_header(text: str) -> dict:
+    match = re.match(r"\A---\n(.*?)\n---\n", text, flags=re.DOTALL)
+    if not match:
+        raise ValueError("model card has no YAML metadata header between --- lines")
+    try:
+        header = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as err:
+        raise ValueError(f"model card metadata is not valid YAML: {err}") from err
+    if not isinstance(header, dict):
+        raise ValueError(f"model card metadata must be a mapping, got {type(header).__name__}")
+    return header
+
+
+def check_card_metadata(card: ModelCard | str, run: Optional[RunFolder] = None) -> dict:
+    """Check a card's Hub metadata offline (``ModelCard.validate`` needs the network); returns the header.
+
+    The YAML parses, required keys are present, ``model-index`` round-trips through ``ModelCardData``,
+    ``base_model`` is a Hub id, and (given the run) the metric values equal ``metrics.json``.
+
+    Example:
+        >>> check_card_metadata(render_model_card("runs/demo"))["library_name"]  # doctest: +SKIP
+        'peft'
+    """
+    header = _yaml_header(str(card))
+    missing = [key for key in REQUIRED_METADATA if key not in header]
+    if missing:
+        raise ValueError(f"model card metadata lacks {missing}")
+    if "base_model" in header and not is_hub_id(header["base_model"]):
+        raise ValueError(f"model card base_model {header['base_model']!r} is not a Hub id; the Hub rejects local paths")
+    if header["pipeline_tag"] not in ("text-classification", "token-classification"):
+        raise ValueError(f"model card pipeline_tag {header['pipeline_tag']!r} is not a classification pipeline")
+    parsed = ModelCardData(**header)  # parses model-index; raises ValueError when malformed
+    if yaml.safe_load(parsed.to_yaml()) != header:
+        raise ValueError("model card metadata does not round-trip through huggingface_hub.ModelCardData")
+    if run is not None:
+        _check_card_against_run(header, parsed, run)
+    return header
+
+
+def _check_card_against_run(header: dict, parsed: ModelCardData, run: RunFolder) -> None:
+    expected = _reported_metrics(run.metrics.get("test", {}))
+    found = {result.metric_name: result.metric_value for result in parsed.eval_results or []}
+    if found != expected:
+        raise ValueError(f"model card metrics {found} differ from {run.path / FINISHED_MARKER} test metrics {expected}")
+    if run.has_adapter and header.get("library_name") != "peft":
+        raise ValueError("model card of an adapter must say library_name: peft")
+    if run.original_base.built_from_config and "base_model" in header:
+        raise ValueError("model card names a base_model although the backbone was built from config")
+
+
+# ---------------------------------------------------------------- the repository folder
+
+
+@contextmanager
+def _atomic_folder(out_dir: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a staging folder beside ``out_dir``; on success it becomes ``out_dir`` by rename, else it is removed."""
+    if out_dir.is_file():
+        raise ValueError(f"{out_dir} is a file; choose a folder path")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise ValueError(f"{out_dir} exists and is not empty; choose another folder or pass overwrite=True "
+                         f"(--overwrite) to replace it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir.parent / f".{out_dir.name}.staging-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        yield staging
+        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(staging, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _copy_item(run: RunFolder, name: str, target: Path) -> None:
+    source = run.path / name
+    if name == "adapter":
+        missing = [f for f in ADAPTER_FILES if not (source / f).exists()]
+        if missing:
+            raise ValueError(f"{source} lacks {missing}; gr-ft publishes adapters as safetensors only (re-save the "
+                             f"adapter with peft's save_pretrained(safe_serialization=True))")
+        (target / name).mkdir()
+        for file in ADAPTER_FILES:  # peft's own README.md stub is left out: README.md is the model card
+            shutil.copy2(source / file, target / name / file)
+    elif source.is_dir():
+        shutil.copytree(source, target / name)
+    else:
+        shutil.copy2(source, target / name)
+
+
+def build_repo_folder(run_dir: str | Path, out_dir: str | Path, repo_id: Optional[str] = None,
+                      seed_runs: Sequence[str | Path] = (), overwrite: bool = False,
+                      license: str = DEFAULT_LICENSE) -> Path:
+    """Write exactly the repository that :func:`push_run` would upload, atomically; returns ``out_dir``.
+
+    Example:
+        >>> build_repo_folder("runs/demo", "publish/demo", repo_id="me/demo")  # doctest: +SKIP
+        PosixPath('publish/demo')
+    """
+    run = read_run_folder(run_dir)
+    card = render_model_card(run_dir, repo_id, seed_runs, license)  # every check before the first write
+    out = Path(out_dir)
+    with _atomic_folder(out, overwrite) as staging:
+        for name in repo_items(run):
+            _copy_item(run, name, staging)
+        card.save(staging / "README.md")
+    logger.info("wrote repository folder %s (%.2f MB)", out, folder_size_mb(out))
+    return out
+
+
+# ---------------------------------------------------------------- upload
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE as set now (huggingface_hub reads them only at import)."""
+    values = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    return any(v is not None and v.upper() in huggingface_hub.constants.ENV_VARS_TRUE_VALUES for v in values)
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions meaning the Hub could not be reached or refused the request."""
+    errors: list[type[BaseException]] = [OSError]  # HfHubHTTPError, OfflineModeIsEnabled, ConnectionError
+    for module in ("httpx2", "httpx"):  # the HTTP client of huggingface_hub (transport errors are not OSErrors)
+        try:
+            errors.append(importlib.import_module(module).HTTPError)
+        except ImportError:
+            pass
+    return tuple(errors)
+
+
+def _upload(folder: Path, repo_id: str, token: str, private: bool, revision: Optional[str]) -> str:
+    api = huggingface_hub.HfApi(token=token)
+    url = api.create_repo(repo_id, exist_ok=True, private=private)
+    if revision:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=revision,
+                      commit_message=f"gr-ft: upload run {folder.name}")  # one commit: all files or none
+    return str(url) + (f"/tree/{revision}" if revision else "")
+
+
+def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, token: Optional[str] = None,
+             local_dir: Optional[str | Path] = None, revision: Optional[str] = None,
+             seed_runs: Sequence[str | Path] = (), overwrite: bool = False, license: str = DEFAULT_LICENSE):
+    """Upload a run folder as a Hub model repository (one commit), or only write it to ``local_dir``.
+
+    Returns the repository URL, or the folder with ``local_dir``. Without a token or network it raises
+    a ValueError saying how to fix that, and leaves nothing behind (locally or on the Hub).
+
+    Example:
+        >>> push_run("runs/demo", "me/promoter-lora", private=True)  # doctest: +SKIP
+        'https://huggingface.co/me/promoter-lora'
+    """
+    _check_repo_id(repo_id)
+    if local_dir is not None:
+        return build_repo_folder(run_dir, local_dir, repo_id, seed_runs, overwrite, license)
+    token = token or huggingface_hub.get_token()
+    if not token:
+        raise ValueError(f"cannot upload {run_dir} to {repo_id}: no Hugging Face token. Log in with `hf auth login` "
+                         f"(older huggingface_hub: `huggingface-cli login`) or set HF_TOKEN, or write the repository "
+                         f"folder locally with --local-dir DIR (push_run(..., local_dir=DIR))")
+    if _hub_offline():
+        raise ValueError(f"cannot upload {run_dir} to {repo_id}: offline mode is on (HF_HUB_OFFLINE or "
+                         f"TRANSFORMERS_OFFLINE); unset it, or write the repository folder with --local-dir DIR")
+    with tempfile.TemporaryDirectory(prefix="gr-ft-push-") as tmp:
+        folder = build_repo_folder(run_dir, Path(tmp) / Path(repo_id).name, repo_id, seed_runs, license=license)
+        try:
+            url = _upload(folder, repo_id, token, private, revision)
+        except _hub_errors() as err:
+            raise ValueError(f"upload of {run_dir} to {repo_id} failed: {type(err).__name__}: "
+                             f"{str(err).splitlines()[0][:300] if str(err) else 'no details'}. Check your network "
+                             f"and token (`hf auth login`), or write the folder with --local-dir DIR and upload it "
+                             f"later (`hf upload {repo_id} DIR`)") from err
+    logger.info("pushed %s to %s", run_dir, url)
+    return url
+
+
+# ---------------------------------------------------------------- merging
+
+
+def _write_merged(model, run: RunFolder, staging: Path) -> None:
+    """Files of a merged run folder: full weights, the merged backbone, and the run's other files."""
+    from safetensors.torch import save_file
+
+    from .modeling import backbone_fingerprint
+
+    for name in ("config.yaml", "label_map.json", "tokenizer", LEAKAGE_REPORT):
+        if (run.path / name).exists():
+            _copy_item(run, name, staging)
+    model.backbone.save_pretrained(str(staging / "backbone"))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(staging / "model.safetensors"))
+    base = run.base
+    BaseModelRecord(name_or_path=base.name_or_path, revision=base.revision,
+                    fingerprint=backbone_fingerprint(model.backbone), built_from_config=True,
+                    trust_remote_code=base.trust_remote_code).save(staging / "base_model.json")
+    adapter = _read_json(run.path / "adapter" / "adapter_config.json") or {}
+    record = {"source_run": str(run.path.resolve()), "method": run.cfg.lora.method, "merged_with":
+              "peft merge_and_unload", "target_modules": adapter.get("target_modules"), "base": base.__dict__}
+    (staging / MERGE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    shutil.copy2(run.path / FINISHED_MARKER, staging / FINISHED_MARKER)
+
+
+def merge_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Fold a run's LoRA adapter into the base weights; writes a standalone run folder with full weights.
+
+    The new folder has ``model.safetensors``, ``backbone/`` (the merged backbone, so no base model is
+    needed to load it) and ``merged_from.json``; ``load_run(out_dir)`` predicts as the adapter did.
+
+    Example:
+        >>> merge_run("runs/demo", "runs/demo_merged")  # doctest: +SKIP
+        PosixPath('runs/demo_merged')
+    """
+    from .run import load_model_for_run
+
+    run = read_run_folder(run_dir)
+    if not run.has_adapter:
+        raise ValueError(f"{run_dir} has no adapter/ (lora.method={run.cfg.lora.method}): its weights are already "
+                         f"full weights; load it directly")
+    model, _tokenizer, _spec, _cfg = load_model_for_run(run.path)
+    merged = model.merge_and_unload()
+    out = Path(out_dir)
+    with _atomic_folder(out, overwrite) as staging:
+        _write_merged(merged, run, staging)
+    logger.info("merged %s (%.2f MB) into %s (%.2f MB)", run.path, folder_size_mb(run.path), out, folder_size_mb(out))
+    return out
+
+
+# ---------------------------------------------------------------- command line (gr-ft push / gr-ft merge)
+
+
+def _push_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gr-ft push", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Publish a run folder as a Hugging Face Hub model repository (model card included), in one "
+                    "commit; or only write the repository folder with --local-dir.",
+        epilog="examples:\n  gr-ft push runs/demo me/promoter-lora --local-dir publish/promoter-lora\n"
+               "  gr-ft push runs/demo me/promoter-lora --private            # after `hf auth login`\n"
+               "  gr-ft push runs/seed0 me/promoter-lora --seed-runs runs/seed1 runs/seed2 --license mit\n",
+    )
+    parser.add_argument("run_dir")
+    parser.add_argument("repo_id", help="Hub repository, <user or organisation>/<name>")
+    parser.add_argument("--local-dir", help="write the repository folder here instead of uploading")
+    parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
+    parser.add_argument("--seed-runs", nargs="+", default=[], metavar="RUN",
+                        help="run folders of the same config with other seeds: the card reports mean ± sd")
+    parser.add_argument("--revision", help="branch to upload to (created if missing)")
+    parser.add_argument("--license", default=DEFAULT_LICENSE, help="Hub license id (default: unknown)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --local-dir")
+    return parser
+
+
+def push_main(argv: list[str]) -> int:
+    """``gr-ft push``: returns the exit code."""
+    args = _push_parser().parse_args(argv)
+    where = push_run(args.run_dir, args.repo_id, private=args.private, local_dir=args.local_dir,
+                     revision=args.revision, seed_runs=args.seed_runs, overwrite=args.overwrite, license=args.license)
+    if args.local_dir:
+        print(f"wrote repository folder {where} ({folder_size_mb(where):.2f} MB); "
+              f"model card: {Path(where) / 'README.md'}")
+        print(f"upload it later with: gr-ft push {args.run_dir} {args.repo_id}")
+    else:
+        print(f"pushed {args.run_dir} to {where}")
+    return 0
+
+
+def _merge_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gr-ft merge", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Fold a run's LoRA adapter into the base weights (peft merge_and_unload) and write a standalone "
+                    "run folder with full weights that gr-ft predict / load_run use like any run.",
+        epilog="examples:\n  gr-ft merge runs/demo runs/demo_merged\n"
+               "  gr-ft merge runs/promoter runs/promoter_merged --overwrite && gr-ft predict runs/promoter_merged "
+               "--input seqs.fa --output -\n",
+    )
+    parser.add_argument("run_dir")
+    parser.add_argument("out_dir")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
+    return parser
+
+
+def merge_main(argv: list[str]) -> int:
+    """``gr-ft merge``: returns the exit code."""
+    args = _merge_parser().parse_args(argv)
+    out = merge_run(args.run_dir, args.out_dir, overwrite=args.overwrite)
+    adapter = Path(args.run_dir) / "adapter"
+    print(f"wrote merged run folder {out} ({folder_size_mb(out):.2f} MB; the adapter was "
+          f"{folder_size_mb(adapter):.2f} MB, the whole run folder {folder_size_mb(args.run_dir):.2f} MB)")
+    return 0
