@@ -47,7 +47,7 @@ def _bert_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
         intermediate_size=cfg.intermediate_size,
         max_position_embeddings=cfg.max_position_embeddings,
         hidden_dropout_prob=cfg.dropout,
-        attention_probs_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.attention_dropout,
         pad_token_id=tokenizer.pad_token_id,
         type_vocab_size=1,
     )
@@ -63,7 +63,7 @@ def _esm_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
         intermediate_size=cfg.intermediate_size,
         max_position_embeddings=cfg.max_position_embeddings,
         hidden_dropout_prob=cfg.dropout,
-        attention_probs_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.attention_dropout,
         pad_token_id=tokenizer.pad_token_id,
         mask_token_id=tokenizer.mask_token_id,
         position_embedding_type="rotary",
@@ -100,8 +100,12 @@ def _looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or Path(name).suffix != "" or name.count("/") != 1
 
 
-def load_backbone(name_or_path: str, revision: Optional[str] = None, trust_remote_code: bool = False) -> PreTrainedModel:
+def load_backbone(name_or_path: str, revision: Optional[str] = None, trust_remote_code: bool = False,
+                  attention_dropout: Optional[float] = None) -> PreTrainedModel:
     """Load the encoder of a masked LM from a local folder or a Hub id (same call for both).
+
+    ``attention_dropout`` overrides the checkpoint's attention-probability dropout (see
+    ``ModelConfig.attention_dropout``: non-zero values push SDPA onto its slow, memory-hungry path).
 
     Example:
         >>> load_backbone("facebook/esm2_t6_8M_UR50D")  # doctest: +SKIP
@@ -110,6 +114,8 @@ def load_backbone(name_or_path: str, revision: Optional[str] = None, trust_remot
         raise ValueError(f"model path {name_or_path!r} does not exist (and is not a Hub id of the form user/name)")
     try:
         config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+        if attention_dropout is not None and hasattr(config, "attention_probs_dropout_prob"):
+            config.attention_probs_dropout_prob = attention_dropout
         kwargs = {"add_pooling_layer": False} if config.model_type in ("bert", "esm", "roberta") else {}
         return AutoModel.from_pretrained(
             name_or_path, config=config, revision=revision, trust_remote_code=trust_remote_code, **kwargs
@@ -238,7 +244,8 @@ def build_task_model(model_cfg: ModelConfig, tokenizer, problem_type: str, num_l
         >>> model, base = build_task_model(ModelConfig(), tokenizer, "binary", 2)
     """
     if model_cfg.name_or_path:
-        backbone = load_backbone(model_cfg.name_or_path, model_cfg.revision, model_cfg.trust_remote_code)
+        backbone = load_backbone(model_cfg.name_or_path, model_cfg.revision, model_cfg.trust_remote_code,
+                                 attention_dropout=model_cfg.attention_dropout)
         if backbone.config.vocab_size < tokenizer.vocab_size:
             raise ValueError(
                 f"tokenizer has {tokenizer.vocab_size} tokens but model {model_cfg.name_or_path!r} embeds only "

@@ -111,3 +111,13 @@ def test_load_backbone_by_path_and_clear_errors(tmp_path, kmer3):
         load_backbone(str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="offline|could not load"):
         load_backbone("nobody/no-such-model-gr-ft")
+
+
+def test_attention_dropout_is_off_by_default_for_fast_sdpa(tmp_path, kmer3):
+    """Attention-probability dropout pushes SDPA onto the math path (materialised attention)."""
+    built = build_backbone(ModelConfig(arch="esm", **TINY), kmer3)
+    assert built.config.attention_probs_dropout_prob == 0.0
+    noisy = build_backbone(ModelConfig(arch="bert", attention_dropout=0.1, **TINY), kmer3)
+    noisy.save_pretrained(tmp_path / "bb")
+    assert load_backbone(str(tmp_path / "bb")).config.attention_probs_dropout_prob == 0.1
+    assert load_backbone(str(tmp_path / "bb"), attention_dropout=0.0).config.attention_probs_dropout_prob == 0.0
