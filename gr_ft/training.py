@@ -59,6 +59,8 @@ class TrainingState:
     """Batches of the current epoch already trained (for mid-epoch resume)."""
     global_step: int = 0
     """Optimiser steps taken."""
+    real_tokens: int = 0
+    """Non-padding tokens trained on by this process (for throughput)."""
     best_metric: Optional[float] = None
     best_epoch: Optional[int] = None
     evals_without_improvement: int = 0
@@ -152,7 +154,7 @@ def train_epoch(model, loader, optimizer, scheduler, accelerator: Accelerator, c
     batches = accelerator.skip_first_batches(loader, skipped) if skipped else loader
     progress = tqdm(batches, total=len(loader), initial=skipped, desc=f"epoch {state.epoch + 1}",
                     disable=not accelerator.is_local_main_process, leave=False)
-    total_loss, seen = 0.0, 0
+    total_loss, seen, tokens_at_start = 0.0, 0, state.real_tokens
     for batch in progress:
         with accelerator.accumulate(model):
             loss = model(**batch)["loss"]
@@ -163,11 +165,13 @@ def train_epoch(model, loader, optimizer, scheduler, accelerator: Accelerator, c
             scheduler.step()
             optimizer.zero_grad()
         state.batches_in_epoch += 1
+        state.real_tokens += int(batch["attention_mask"].sum())
         total_loss, seen = total_loss + loss.item(), seen + 1
         if accelerator.sync_gradients:
             state.global_step += 1
             if state.global_step % cfg.log_every_steps == 0:
-                progress.set_postfix(loss=f"{total_loss / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                progress.set_postfix(loss=f"{total_loss / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                                     tok_s=f"{(state.real_tokens - tokens_at_start) / max(progress.format_dict['elapsed'], 1e-9):.0f}")
                 accelerator.log({"train/loss": total_loss / seen}, step=state.global_step)
             if on_step is not None:
                 on_step(state)
