@@ -31,6 +31,7 @@ __all__ = [
     "load_hub_dataset",
     "validate_sequences",
     "read_sequences",
+    "open_text",
     "DNA_ALPHABET",
     "PROTEIN_ALPHABET",
 ]
@@ -52,7 +53,8 @@ def _base_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def open_text(path: Path) -> io.TextIOBase:
+    """Open a plain or gzip-compressed text file for reading."""
     if path.suffix.lower() in (".gz", ".bgz"):
         return gzip.open(path, "rt")
     return open(path, "rt")
@@ -67,7 +69,7 @@ def read_fasta_records(path: str | Path) -> Iterator[tuple[int, str, str]]:
     """
     path = Path(path)
     header, chunks, start = None, [], 0
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
             line = line.strip()
             if not line:
@@ -256,7 +258,7 @@ def read_sequences(path: str | Path, alphabet: str, sequence_column: str = "sequ
     elif suffix in READERS and suffix != ".txt":
         frame = read_table(path)
     else:
-        with _open_text(path) as handle:
+        with open_text(path) as handle:
             lines = [(n, line.strip()) for n, line in enumerate(handle, start=1) if line.strip()]
         frame = pd.DataFrame({"sequence": [s for _, s in lines], "_line": [n for n, _ in lines]})
     if frame.empty:

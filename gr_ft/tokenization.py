@@ -20,8 +20,6 @@ labels can be aligned to tokens::
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import itertools
 import logging
 import os
@@ -35,6 +33,8 @@ from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from .io import open_text, read_fasta_records
 
 __all__ = [
     "BUILTIN_TOKENIZERS",
@@ -188,31 +188,12 @@ def train_bpe_tokenizer(
 
 
 # ----------------------------------------------------------------------------- reading files
-def _open_text(path: Path) -> io.TextIOBase:
-    """Open a plain or gzipped text file."""
-    return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
-
-
 def _file_format(path: Path) -> str:
     """'fasta', 'csv' or 'lines', from the file name (ignoring a trailing .gz)."""
     suffix = Path(path.name.removesuffix(".gz")).suffix.lower()
     if suffix in {".fa", ".fasta", ".fna", ".fas", ".ffn"}:
         return "fasta"
     return "csv" if suffix == ".csv" else "lines"
-
-
-def _read_fasta(handle: Iterable[str]) -> Iterator[str]:
-    """Yield the sequence of each FASTA record (multi-line records are joined)."""
-    parts: list[str] | None = None
-    for line in handle:
-        if line.startswith(">"):
-            if parts is not None:
-                yield "".join(parts)
-            parts = []
-        elif parts is not None:
-            parts.append(line.strip())
-    if parts is not None:
-        yield "".join(parts)
 
 
 def _read_csv_sequences(handle: Iterable[str], path: Path) -> Iterator[str]:
@@ -235,10 +216,12 @@ def read_sequence_file(path: str | Path) -> Iterator[str]:
     if not path.is_file():
         raise ValueError(f"sequence file {path} does not exist")
     fmt = _file_format(path)
-    with _open_text(path) as handle:
-        if fmt == "fasta":
-            records = _read_fasta(handle)
-        elif fmt == "csv":
+    if fmt == "fasta":
+        for number, (_line, _header, sequence) in enumerate(read_fasta_records(path), start=1):
+            yield _check_dna(sequence, f"{path}, record {number}")
+        return
+    with open_text(path) as handle:
+        if fmt == "csv":
             records = _read_csv_sequences(handle, path)
         else:
             records = (line for line in handle if line.strip())
