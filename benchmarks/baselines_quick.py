@@ -20,15 +20,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 
 from gr_ft.baselines import BASELINES, SUPPORTED_PROBLEM_TYPES, BaselineConfig, run_baseline
-from gr_ft.config import DataConfig, config_to_dict, load_config
-from gr_ft.data import load_splits
+from gr_ft.benchmarking import describe_splits, format_mean_sd, load_task_splits
+from gr_ft.config import config_to_dict, load_config
 from gr_ft.labels import infer_label_spec
 
-DNA_LETTERS = set("ACGTN")
 TABLE_METRICS = ("mcc", "auroc", "auprc")
 
 
@@ -54,30 +52,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_data(path: str, alphabet: str):
-    """Splits validated against the alphabet (auto: protein letters, then dna if all are ACGTN)."""
-    splits = load_splits(DataConfig(path=path), alphabet="protein" if alphabet == "auto" else alphabet, seed=0)
-    if alphabet == "auto":
-        letters = set().union(*(set("".join(s.frame["sequence"])) for s in splits.values()))
-        alphabet = "dna" if letters <= DNA_LETTERS else "protein"
-    return splits, alphabet
-
-
-def describe_data(splits, spec, alphabet: str) -> str:
-    """One line per split: rows and label counts."""
-    lines = [f"{spec.problem_type} task, {alphabet}, labels {spec.names}"]
-    for name, split in splits.items():
-        counts = split.frame["label"].astype(str).value_counts().sort_index().to_dict()
-        lengths = split.frame["sequence"].str.len()
-        lines.append(f"  {name}: {len(split.frame)} rows from {split.source}; labels {counts}; "
-                     f"length {lengths.min()}-{lengths.max()}")
-    return "\n".join(lines)
-
-
 def mean_sd(values: list[float], digits: int = 3) -> str:
     """'mean +- sd' (sample sd); '-' for the sd of a single value."""
-    sd = f"{np.std(values, ddof=1):.{digits}f}" if len(values) > 1 else "-"
-    return f"{float(np.mean(values)):.{digits}f} +- {sd}"
+    return format_mean_sd(values, digits, plus_minus="+-")
 
 
 def summary_table(results: list[dict]) -> str:
@@ -98,12 +75,12 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     args = parse_args(argv)
     logging.getLogger("gr_ft").setLevel(logging.WARNING if args.quiet else logging.INFO)
     torch.set_num_threads(args.threads)
-    splits, alphabet = load_data(args.data, args.alphabet)
+    splits, alphabet = load_task_splits(args.data, args.alphabet)
     cfg = load_config(BaselineConfig, args.config, [f"alphabet={alphabet}", *args.overrides])
     spec = infer_label_spec(splits["train"].frame["label"])
     if spec.problem_type not in SUPPORTED_PROBLEM_TYPES:
         raise SystemExit(f"{args.data}: {spec.problem_type} labels; the baselines support {list(SUPPORTED_PROBLEM_TYPES)}")
-    print(describe_data(splits, spec, alphabet))
+    print(describe_splits(splits, spec, alphabet))
     results, started = [], time.time()
     for name in args.baselines:
         for seed in args.seeds:
