@@ -1,12 +1,14 @@
 """The ``gr-ft`` command line. Each subcommand's ``--help`` ends with worked examples.
 
     gr-ft finetune [--config FILE] [key=value ...]      fine-tune (default: the built-in demo)
+    gr-ft pretrain [--config FILE] [key=value ...]      masked-LM pretraining on FASTA
     gr-ft evaluate RUN_DIR --data PATH                   metrics of a run on labelled data
     gr-ft predict RUN_DIR --input FILE --output FILE     predictions for sequences
     gr-ft tokenizer train FILES... --out DIR             train a DNA BPE tokenizer (DNABERT-2 style)
     gr-ft synthetic TASK OUT_DIR                         write a synthetic data set (train/dev/test)
     gr-ft push RUN_DIR REPO_ID [--local-dir DIR]         publish a run to the Hub, model card included
     gr-ft merge RUN_DIR OUT_DIR                          fold the LoRA adapter into full weights
+    gr-ft adapt RUN_DIR SUPPORT.csv OUT_DIR              few-shot adaptation of a (meta-trained) run to a new task
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ def _finetune(argv: list[str]) -> int:
     from gr_ft.recipes import finetune_lora
 
     finetune_lora.main(argv)
+    return 0
+
+
+def _pretrain(argv: list[str]) -> int:
+    from gr_ft.recipes import pretrain_mlm
+
+    pretrain_mlm.main(argv)
     return 0
 
 
@@ -155,6 +164,12 @@ def _merge(argv: list[str]) -> int:
     return merge_main(argv)
 
 
+def _adapt(argv: list[str]) -> int:
+    from gr_ft.meta.adapt import adapt_main
+
+    return adapt_main(argv)
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -163,12 +178,14 @@ def _atomic_write(path: Path, text: str) -> None:
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "finetune": (_finetune, "fine-tune a language model with a LoRA head (default: built-in demo)"),
+    "pretrain": (_pretrain, "masked-LM pretraining (DNABERT/ESM-style) from scratch or continued, on FASTA"),
     "evaluate": (_evaluate, "score a run folder on labelled data"),
     "predict": (_predict, "predict labels for sequences with a run folder"),
     "tokenizer": (_tokenizer, "train a DNA BPE tokenizer"),
     "synthetic": (_synthetic, "write a synthetic data set with a planted grammar"),
     "push": (_push, "publish a run folder to the Hugging Face Hub (or a local folder) with a model card"),
     "merge": (_merge, "merge a run's LoRA adapter into full weights (a standalone run folder)"),
+    "adapt": (_adapt, "adapt a (meta-trained) run to a new task from k labelled examples"),
 }
 
 

@@ -20,6 +20,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -37,6 +39,8 @@ __all__ = [
     "load_config",
     "config_to_dict",
     "parse_overrides",
+    "RECIPE_CONFIGS",
+    "recipe_config_class",
 ]
 
 PROBLEM_TYPES = ("auto", "binary", "multiclass", "multilabel", "regression", "token_classification")
@@ -365,3 +369,33 @@ def save_config(cfg, path: str | Path) -> None:
     """Write the resolved config as YAML."""
     with open(path, "w") as handle:
         yaml.safe_dump(config_to_dict(cfg), handle, sort_keys=False)
+
+
+# ---------------------------------------------------------------- which config class a recipe reads
+
+RECIPE_CONFIGS: dict[str, str] = {
+    "finetune_lora": "gr_ft.config:FinetuneConfig",
+    "meta_reptile": "gr_ft.meta.config:MetaTrainConfig",
+    "meta_protonet": "gr_ft.meta.config:MetaTrainConfig",
+    "pretrain_mlm": "gr_ft.pretraining.config:PretrainConfig",
+}
+"""Recipe script (``recipes/<name>.py``) -> its config dataclass, as ``module:Class`` (imported on use)."""
+_RECIPE_IN_HEADER = re.compile(r"recipes/(\w+)\.py")
+
+
+def recipe_config_class(config_path: str | Path) -> type:
+    """The config dataclass of a recipe config file, found from the command in its header comment.
+
+    A header naming no recipe script (e.g. ``gr-ft finetune --config ...``) means the fine-tuning recipe.
+
+    Example:
+        >>> recipe_config_class("recipes/configs/meta_reptile_yeast.yaml").__name__
+        'MetaTrainConfig'
+    """
+    header = [line for line in Path(config_path).read_text().splitlines()[:20] if line.startswith("#")]
+    found = next((m.group(1) for line in header for m in [_RECIPE_IN_HEADER.search(line)] if m), "finetune_lora")
+    if found not in RECIPE_CONFIGS:
+        raise ValueError(f"{config_path}: its header runs recipes/{found}.py, which has no registered config class; "
+                         f"register it in gr_ft.config.RECIPE_CONFIGS (known: {sorted(RECIPE_CONFIGS)})")
+    module, name = RECIPE_CONFIGS[found].split(":")
+    return getattr(importlib.import_module(module), name)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gr_ft.config import FinetuneConfig, load_config, parse_overrides
+from gr_ft.config import FinetuneConfig, load_config, parse_overrides, recipe_config_class
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "recipes" / "configs").glob("*.yaml"))
 
@@ -56,7 +56,7 @@ def test_every_shipped_recipe_config_validates(path):
     header = path.read_text().splitlines()[:12]
     assert any(line.startswith("#") and ("gr-ft" in line or "accelerate launch" in line) for line in header), \
         f"{path.name} must start with a comment showing the command that runs it"
-    load_config(FinetuneConfig, path)
+    load_config(recipe_config_class(path), path)
 
 
 def test_demo_config_spells_out_the_builtin_default():

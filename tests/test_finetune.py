@@ -107,7 +107,7 @@ def test_cli_exit_codes_and_help(tiny_overrides, tmp_path, capsys):
     assert cli_main(["finetune"] + tiny_overrides + ["data.path=/nope.csv"]) == 2
     assert "error: data.path" in capsys.readouterr().err
     assert cli_main(["frobnicate"]) == 2
-    for command in ("finetune", "evaluate", "predict", "tokenizer", "synthetic"):
+    for command in ("finetune", "pretrain", "evaluate", "predict", "tokenizer", "synthetic", "push", "merge"):
         with pytest.raises(SystemExit) as exit_info:
             cli_main([command, "--help"])
         assert exit_info.value.code == 0
