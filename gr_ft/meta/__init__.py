@@ -3,7 +3,10 @@
 * :mod:`.tasks` - a collection of related tasks and the meta-train / meta-test split of them;
 * :mod:`.episodes` - seeded N-way K-shot episodes and their tokenized batches;
 * :mod:`.reptile` - first-order Reptile over the trainable (LoRA + head) parameters;
-* :mod:`.protonet` - prototypical networks, trained episodically or used on a frozen backbone.
+* :mod:`.protonet` - prototypical networks, trained episodically or used on a frozen backbone;
+* :mod:`.config` - the typed configs of the meta-learning recipes (``recipes/meta_reptile.py``, ``meta_protonet.py``);
+* :mod:`.run` - what the recipes share: task loading with meta-test tasks held out, checkpoints, ``meta.json``;
+* :mod:`.adapt` - ``gr-ft adapt``: a run folder plus k labelled examples of a new task -> an adapted run folder.
 
 Example:
     >>> tasks = load_task_collection("../shared/data/fewshot/gue_emp_yeast")
@@ -13,6 +16,8 @@ Example:
     >>> protonet_loss(model, support, query, n_way=2)["loss"].backward()
 """
 
+from .adapt import adapt_run
+from .config import MetaConfig, MetaTrainConfig
 from .episodes import Episode, EpisodeSampler, encode_episode, encode_labeled_sequences, split_batch
 from .protonet import (
     DISTANCES,
@@ -39,6 +44,7 @@ from .reptile import (
     sum_across_processes,
     task_delta,
 )
+from .run import MetaRecord, read_meta_record
 from .tasks import TaskCollection, TaskSplit, load_task_collection, split_tasks
 
 __all__ = [
@@ -76,4 +82,10 @@ __all__ = [
     "protonet_loss",
     "average_gradients",
     "ProtoNetClassifier",
+    # recipes and adaptation
+    "MetaConfig",
+    "MetaTrainConfig",
+    "MetaRecord",
+    "read_meta_record",
+    "adapt_run",
 ]

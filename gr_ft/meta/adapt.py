@@ -1,0 +1,452 @@
+"""``gr-ft adapt``: a few labelled examples of a new task (cell type, mark, TF) -> an adapted run folder.
+
+From any finished run folder (meta-trained or not) and a small support CSV (``sequence,label``):
+
+* ``finetune`` (Reptile and plain runs): a few optimiser steps on the support set, starting from
+  the run's LoRA factors and head (the meta-learned initialisation for Reptile);
+* ``protonet`` (ProtoNet runs): class prototypes from the support set become the head. With the
+  squared euclidean distance, ``-||q - mu_c||^2 = 2 mu_c.q - ||mu_c||^2 - ||q||^2`` and the last
+  term is the same for every class, so a linear head ``W_c = 2 mu_c``, ``b_c = -||mu_c||^2``
+  (over the temperature) gives exactly the prototype classifier's softmax: ``gr_ft.load_run``
+  then predicts with the prototypes like with any head. ``--steps`` > 0 fine-tunes from there.
+
+The adapted folder is a normal run folder (``metrics.json`` holds the score on ``--eval-data``,
+the support counts and the adaptation settings). Every input is checked before anything is
+written, and the folder appears in one rename.
+
+Example:
+    >>> metrics = adapt_run("runs/meta_reptile_yeast", "h3_support.csv", "runs/h3_adapted",
+    ...                     eval_data="../shared/data/fewshot/gue_emp_yeast/H3", k_shot=16)
+    >>> metrics["eval"]["mcc"]
+    0.41
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pandas as pd
+import torch
+from peft import PeftModel
+from torch import nn
+
+from ..evaluation import MetricAccumulator
+from ..io import SPLIT_ALIASES, read_table, validate_sequences
+from ..labels import LabelSpec
+from ..run import BaseModelRecord, load_model_for_run, resolve_run_dir, write_run
+from .episodes import encode_labeled_sequences, split_batch
+from .protonet import DISTANCES, ProtoNetClassifier, compute_prototypes
+from .reptile import INNER_OPTIMIZERS, inner_loop
+from .run import META_FILE, MetaRecord, read_meta_record
+
+__all__ = [
+    "ADAPT_METHODS",
+    "adapt_run",
+    "adapt_main",
+    "read_support",
+    "read_eval_data",
+    "make_adapter_trainable",
+    "finetune_on_support",
+    "prototype_head_weights",
+    "set_prototype_head",
+    "embed_sequences",
+    "score_sequences",
+]
+
+logger = logging.getLogger(__name__)
+
+ADAPT_METHODS = ("auto", "finetune", "protonet")
+DEFAULT_STEPS = 30
+"""Fine-tuning steps when neither --steps nor the run's meta.json gives them."""
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def _read_labelled(path: Path, alphabet: str, sequence_column: str, label_column: str) -> pd.DataFrame:
+    frame = read_table(path, label_column)
+    if label_column not in frame.columns:
+        columns = [c for c in frame.columns if c != "_line"]
+        raise ValueError(f"{path}: no {label_column!r} column; found {columns}. Give a CSV with columns "
+                         f"{sequence_column},{label_column}")
+    frame = validate_sequences(frame, alphabet, str(path), sequence_column)
+    frame[label_column] = frame[label_column].astype(str).str.strip()
+    return frame
+
+
+def _check_known_labels(frame: pd.DataFrame, names: Sequence[str], source: Path, label_column: str) -> None:
+    for label, line in zip(frame[label_column], frame["_line"]):
+        if label not in names:
+            raise ValueError(f"{source}:{line}: unknown label {label!r}; this run knows {list(names)}. "
+                             f"Fix the label, or adapt a run trained on these classes")
+
+
+def read_support(path: str | Path, names: Sequence[str], alphabet: str = "dna", k_shot: Optional[int] = None,
+                 seed: int = 0, sequence_column: str = "sequence", label_column: str = "label") -> pd.DataFrame:
+    """The support set: validated rows of every class in ``names``, ``k_shot`` per class if given (seeded).
+
+    Errors name the file: a label the run does not know, a class with no example, fewer than
+    ``k_shot`` examples of a class.
+
+    Example:
+        >>> read_support("h3_support.csv", ["0", "1"], k_shot=4)["label"].value_counts().tolist()
+        [4, 4]
+    """
+    path = Path(path)
+    frame = _read_labelled(path, alphabet, sequence_column, label_column)
+    _check_known_labels(frame, names, path, label_column)
+    frame = frame.drop_duplicates(sequence_column).reset_index(drop=True)
+    counts = frame[label_column].value_counts().to_dict()
+    empty = [name for name in names if counts.get(name, 0) == 0]
+    if empty:
+        raise ValueError(f"{path}: class(es) {empty} have no support example (found {counts}); every class of the "
+                         f"run {list(names)} needs at least one labelled sequence")
+    if k_shot is not None:
+        if k_shot < 1:
+            raise ValueError(f"--k-shot must be >= 1, got {k_shot}")
+        short = {name: counts[name] for name in names if counts[name] < k_shot}
+        if short:
+            raise ValueError(f"{path}: too few examples for --k-shot {k_shot}: {short}; give more examples or "
+                             f"lower --k-shot")
+        frame = pd.concat([frame[frame[label_column] == name].sample(n=k_shot, random_state=seed) for name in names])
+    return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)  # mix classes within mini-batches
+
+
+def read_eval_data(path: str | Path, names: Sequence[str], alphabet: str = "dna", split: str = "test",
+                   exclude: Sequence[str] = (), max_rows: Optional[int] = None, seed: int = 0,
+                   sequence_column: str = "sequence", label_column: str = "label") -> pd.DataFrame:
+    """Labelled rows to score: a file, or one split of a task folder; support sequences are dropped.
+
+    Example:
+        >>> read_eval_data("../shared/data/fewshot/gue_emp_yeast/H3", ["0", "1"], max_rows=500).shape
+        (500, 3)
+    """
+    path = Path(path)
+    if path.is_dir():
+        aliases = SPLIT_ALIASES.get(split, (split,))
+        matches = sorted(p for alias in aliases for p in path.glob(f"{alias}.*") if p.is_file())
+        if not matches:
+            found = sorted(p.name for p in path.iterdir() if p.is_file())
+            raise ValueError(f"--eval-data {path} has no {split} split (a file such as {split}.csv.gz); found {found}")
+        path = matches[0]
+    elif not path.is_file():
+        raise ValueError(f"--eval-data {path} does not exist; give a labelled file or a task folder")
+    frame = _read_labelled(path, alphabet, sequence_column, label_column)
+    _check_known_labels(frame, names, path, label_column)
+    overlap = frame[sequence_column].isin(set(exclude))
+    if overlap.any():
+        logger.info("%s: %d rows are support examples; not scored", path, int(overlap.sum()))
+    frame = frame[~overlap]
+    if frame.empty:
+        raise ValueError(f"--eval-data {path} has no rows left to score once the support examples are removed")
+    if max_rows is not None and len(frame) > max_rows:
+        frame = frame.sample(n=max_rows, random_state=seed)
+    return frame.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- adapting a model in memory
+
+
+def make_adapter_trainable(model: nn.Module) -> list[str]:
+    """Let the adapter and head of a reloaded run train again (peft reloads adapters frozen); returns their names.
+
+    A full fine-tuning run (no adapter) trains every weight.
+
+    Example:
+        >>> model, tokenizer, spec, cfg = load_model_for_run("runs/demo")
+        >>> any("lora_" in name for name in make_adapter_trainable(model))
+        True
+    """
+    if isinstance(model, PeftModel):
+        prefix = model.base_model.prefix  # "lora_", "ia3_"
+        for name, param in model.named_parameters():
+            param.requires_grad_(prefix in name or ".modules_to_save." in name)
+    else:
+        model.requires_grad_(True)
+    return [name for name, param in model.named_parameters() if param.requires_grad]
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def finetune_on_support(model: nn.Module, tokenizer, sequences: Sequence[str], labels: Sequence[int], steps: int,
+                        lr: float, max_length: int, crop: str = "start", batch_size: int = 32,
+                        optimizer: str = "adam") -> list[float]:
+    """``steps`` optimiser steps on the support set (mini-batches cycled); returns the losses.
+
+    ``optimizer`` is Reptile's inner optimiser (``adam`` has beta1 = 0), so a Reptile run adapts as
+    it was meta-trained to. The model is left in eval mode.
+
+    Example:
+        >>> finetune_on_support(model, tokenizer, ["ACGT" * 25] * 2, [0, 1], steps=5, lr=1e-3, max_length=128)[-1]
+        0.52
+    """
+    if steps < 1:
+        return []
+    if optimizer not in INNER_OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(INNER_OPTIMIZERS)}")
+    support = encode_labeled_sequences(tokenizer, list(sequences), list(labels), max_length, crop)
+    batches = split_batch(support, batch_size)
+    build = INNER_OPTIMIZERS[optimizer]
+    losses = inner_loop(model, lambda params: build(params, lr), batches, steps)
+    model.eval()
+    return losses
+
+
+def embed_sequences(model: nn.Module, tokenizer, sequences: Sequence[str], max_length: int, crop: str = "start",
+                    batch_size: int = 64) -> torch.Tensor:
+    """Pooled embeddings (N, H), float32 on CPU, in eval mode (the head's input).
+
+    Example:
+        >>> embed_sequences(model, tokenizer, ["ACGT" * 25], max_length=128).shape
+        torch.Size([1, 64])
+    """
+    return ProtoNetClassifier(model, tokenizer, max_length, batch_size, crop=crop).embed(list(sequences))
+
+
+def prototype_head_weights(prototypes: torch.Tensor, distance: str = "euclidean", temperature: float = 1.0,
+                           embedding_norm: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(weight (N, H), bias (N,))`` of a linear head that scores like the prototypes.
+
+    euclidean: exact, ``W_c = 2 mu_c / T``, ``b_c = -||mu_c||^2 / T``. cosine: ``W_c = mu_c / (||mu_c|| T s)``
+    with ``s`` the typical embedding norm: the same class ranking, probabilities scaled for queries
+    of norm ``s``.
+
+    Example:
+        >>> prototype_head_weights(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+        (tensor([[2., 0.],
+                [0., 4.]]), tensor([-1., -4.]))
+    """
+    if distance not in DISTANCES:
+        raise ValueError(f"unknown distance {distance!r}; choose one of {sorted(DISTANCES)}")
+    if distance == "euclidean":
+        return 2 * prototypes / temperature, -prototypes.pow(2).sum(-1) / temperature
+    unit = prototypes / prototypes.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    return unit / (temperature * embedding_norm), torch.zeros(len(prototypes))
+
+
+def _head_linear(model: nn.Module) -> nn.Linear:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.task_head
+    if hasattr(head, "modules_to_save"):  # peft's wrapper: the copy that trains and is saved
+        head = head.modules_to_save[head.active_adapter if isinstance(head.active_adapter, str)
+                                    else head.active_adapter[0]]
+    linear = head[-1]
+    assert isinstance(linear, nn.Linear), type(linear)
+    return linear
+
+
+def set_prototype_head(model: nn.Module, prototypes: torch.Tensor, distance: str = "euclidean",
+                       temperature: float = 1.0, embedding_norm: float = 1.0) -> None:
+    """Overwrite the classification head with the prototype classifier (see :func:`prototype_head_weights`).
+
+    Example:
+        >>> set_prototype_head(model, compute_prototypes(embed_sequences(model, tok, seqs, 128), labels, 2))
+    """
+    linear = _head_linear(model)
+    if linear.out_features != len(prototypes) or linear.in_features != prototypes.shape[1]:
+        raise ValueError(f"{len(prototypes)} prototypes of size {prototypes.shape[1]} do not fit the head "
+                         f"({linear.out_features} outputs over {linear.in_features} features)")
+    weight, bias = prototype_head_weights(prototypes.float(), distance, temperature, embedding_norm)
+    with torch.no_grad():
+        linear.weight.copy_(weight.to(linear.weight))
+        linear.bias.copy_(bias.to(linear.bias))
+
+
+@torch.no_grad()
+def score_sequences(model: nn.Module, tokenizer, sequences: Sequence[str], labels: Sequence[int], problem_type: str,
+                    num_labels: int, max_length: int, crop: str = "start", batch_size: int = 64) -> dict[str, float]:
+    """Metrics (mcc, accuracy, auroc, ...) of the model's head on labelled sequences, in eval mode.
+
+    Example:
+        >>> score_sequences(model, tokenizer, seqs, [0, 1, 1], "binary", 2, max_length=128)["mcc"]
+        0.5
+    """
+    model.eval()
+    accumulator = MetricAccumulator(problem_type, num_labels)
+    device = _device(model)
+    for start in range(0, len(sequences), batch_size):
+        batch = encode_labeled_sequences(tokenizer, list(sequences[start:start + batch_size]),
+                                         list(labels[start:start + batch_size]), max_length, crop)
+        logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+        accumulator.add_batch(logits["logits"].float().cpu(), batch["labels"])
+    return accumulator.compute()
+
+
+# ---------------------------------------------------------------- a run folder in, an adapted run folder out
+
+
+def _resolve_method(method: str, record: Optional[MetaRecord]) -> str:
+    if method not in ADAPT_METHODS:
+        raise ValueError(f"--method must be one of {list(ADAPT_METHODS)}, got {method!r}")
+    if method != "auto":
+        return method
+    return "protonet" if record is not None and record.method == "protonet" else "finetune"
+
+
+def _adapted_spec(spec: LabelSpec, record: Optional[MetaRecord], support_labels: Sequence[str]) -> LabelSpec:
+    """The run's label map; for a meta run over tasks with different labels, the support's sorted classes."""
+    if spec.problem_type not in ("binary", "multiclass"):
+        raise ValueError(f"gr-ft adapt handles classification runs; this run is {spec.problem_type}")
+    if record is None or record.classes is not None:
+        return spec
+    names = sorted(set(support_labels))
+    if len(names) != spec.num_labels:
+        raise ValueError(f"this run's head has {spec.num_labels} outputs (episode classes); the support set has "
+                         f"{len(names)} classes {names}")
+    return LabelSpec(spec.problem_type, names, spec.separator)
+
+
+def _read_inputs(support_csv, eval_data, spec: LabelSpec, record: Optional[MetaRecord], cfg, alphabet: str,
+                 k_shot, eval_split: str, max_eval, seed: int):
+    """(label map, support rows, evaluation rows or None), every input checked before anything is written."""
+    columns = {"sequence_column": cfg.data.sequence_column, "label_column": cfg.data.label_column}
+    raw = _read_labelled(Path(support_csv), alphabet, **columns)
+    spec = _adapted_spec(spec, record, raw[cfg.data.label_column].tolist())
+    support = read_support(support_csv, spec.names, alphabet, k_shot, seed, **columns)
+    evaluation = None
+    if eval_data is not None:
+        evaluation = read_eval_data(eval_data, spec.names, alphabet, eval_split, support[cfg.data.sequence_column],
+                                    max_eval, seed, **columns)
+    return spec, support, evaluation
+
+
+def _adapt_model(model, tokenizer, spec: LabelSpec, cfg, record: Optional[MetaRecord], method: str,
+                 support: pd.DataFrame, steps: int, lr: float, batch_size: int) -> list[float]:
+    """Prototypes into the head (protonet), then ``steps`` fine-tuning steps; returns the losses."""
+    sequences = support[cfg.data.sequence_column].tolist()
+    labels = [spec.id_of[label] for label in support[cfg.data.label_column]]
+    if method == "protonet":
+        embeddings = embed_sequences(model, tokenizer, sequences, cfg.data.max_length, cfg.data.crop)
+        prototypes = compute_prototypes(embeddings, torch.tensor(labels), spec.num_labels)
+        set_prototype_head(model, prototypes, record.distance if record else "euclidean",
+                           record.temperature if record else 1.0, float(embeddings.norm(dim=-1).mean()))
+    make_adapter_trainable(model)
+    return finetune_on_support(model, tokenizer, sequences, labels, steps, lr, cfg.data.max_length, cfg.data.crop,
+                               batch_size)
+
+
+def adapt_run(run_dir: str | Path, support_csv: str | Path, out_dir: str | Path, *, eval_data: Optional[str] = None,
+              k_shot: Optional[int] = None, steps: Optional[int] = None, lr: Optional[float] = None,
+              method: str = "auto", batch_size: int = 32, eval_split: str = "test", max_eval: Optional[int] = None,
+              seed: int = 0, overwrite: bool = False) -> dict:
+    """Adapt a run folder to a new task from its support CSV; write the adapted run and its metrics.
+
+    ``steps``/``lr`` default to the run's ``meta.json`` (Reptile: its adaptation steps and inner
+    learning rate; ProtoNet: 0 steps) or to 30 steps at the run's ``train.lr``.
+
+    Example:
+        >>> adapt_run("runs/meta_protonet_yeast", "h4_support.csv", "runs/h4", eval_data="data/yeast/H4")["eval"]["mcc"]
+        0.38
+    """
+    started = time.time()
+    run_dir, out = resolve_run_dir(run_dir), Path(out_dir)
+    if out.resolve() == Path(run_dir).resolve():
+        raise ValueError(f"out_dir {out} is the source run; choose a new folder")
+    if (out / "metrics.json").exists() and not overwrite:
+        raise ValueError(f"out_dir {out} already holds a finished run; choose another folder or pass --overwrite")
+    model, tokenizer, spec, cfg = load_model_for_run(run_dir)
+    record = read_meta_record(run_dir)
+    method = _resolve_method(method, record)
+    alphabet = "protein" if tokenizer.kind == "protein" else "dna"
+    spec, support, evaluation = _read_inputs(support_csv, eval_data, spec, record, cfg, alphabet, k_shot, eval_split,
+                                             max_eval, seed)
+    steps = steps if steps is not None else (record.adapt_steps if record else DEFAULT_STEPS)
+    lr = lr if lr is not None else (record.adapt_lr if record else cfg.train.lr)
+    if steps < 0 or lr <= 0 or batch_size < 1:
+        raise ValueError(f"need --steps >= 0, --lr > 0 and --batch-size >= 1; got {steps}, {lr}, {batch_size}")
+
+    torch.manual_seed(seed)
+    losses = _adapt_model(model, tokenizer, spec, cfg, record, method, support, steps, lr, batch_size)
+    metrics = {"adaptation": {
+        "source_run": str(run_dir), "method": method, "support": str(support_csv),
+        "support_counts": support[cfg.data.label_column].value_counts().sort_index().to_dict(), "k_shot": k_shot,
+        "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed, "final_loss": losses[-1] if losses else None,
+    }}
+    if evaluation is not None:
+        metrics["eval"] = score_sequences(
+            model, tokenizer, evaluation[cfg.data.sequence_column].tolist(),
+            [spec.id_of[label] for label in evaluation[cfg.data.label_column]], spec.problem_type, spec.num_labels,
+            cfg.data.max_length, cfg.data.crop)
+        metrics["eval_data"] = str(eval_data)
+    metrics["wall_time_s"] = round(time.time() - started, 1)
+    _write_adapted(out, Path(run_dir), model, tokenizer, spec, cfg, record, metrics, support_csv, overwrite)
+    return metrics
+
+
+def _write_adapted(out: Path, run_dir: Path, model, tokenizer, spec, cfg, record, metrics, support_csv,
+                   overwrite: bool) -> None:
+    from ..hub import _atomic_folder  # stage beside out_dir, then one rename
+
+    base = BaseModelRecord.load(run_dir / "base_model.json")
+    adapted_cfg = replace(cfg, output_dir=str(out), data=replace(cfg.data, path=str(support_csv)))
+    with _atomic_folder(out, overwrite) as staging:
+        write_run(staging, model, tokenizer, spec, adapted_cfg, base, metrics,
+                  backbone_dir=run_dir / "backbone" if base.built_from_config else None)
+        if record is not None:
+            shutil.copy2(run_dir / META_FILE, staging / META_FILE)
+
+
+# ---------------------------------------------------------------- command line
+
+
+EXAMPLES = """examples:
+  gr-ft adapt runs/meta_reptile_yeast h3_support.csv runs/h3_adapted \\
+      --eval-data ../shared/data/fewshot/gue_emp_yeast/H3
+  gr-ft adapt runs/meta_protonet_yeast h4_support.csv runs/h4_protonet --k-shot 8 --eval-data h4_test.csv
+  gr-ft adapt runs/demo new_cells.csv runs/demo_new_cells --steps 50 --lr 1e-3 --seed 1
+  gr-ft predict runs/h3_adapted --input candidates.fa --output -     # the adapted run predicts like any run
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gr-ft adapt", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
+        description="Adapt a run folder (meta-trained by recipes/meta_reptile.py or meta_protonet.py, or any "
+                    "fine-tuning run) to a new task from a few labelled examples, write the adapted run folder and "
+                    "score it on the task's other labelled data.",
+    )
+    parser.add_argument("run_dir", help="finished run folder (or Hub repo id)")
+    parser.add_argument("support", help="CSV (or any labelled table) with columns sequence,label: the k examples")
+    parser.add_argument("out_dir", help="adapted run folder to write")
+    parser.add_argument("--eval-data", help="labelled file, or task folder whose --eval-split is scored")
+    parser.add_argument("--eval-split", default="test", help="split of an --eval-data folder (default: test)")
+    parser.add_argument("--max-eval", type=int, help="score at most this many rows (seeded sample)")
+    parser.add_argument("--k-shot", type=int, help="use this many support examples per class (seeded sample)")
+    parser.add_argument("--method", choices=ADAPT_METHODS, default="auto",
+                        help="auto: protonet for ProtoNet runs, else finetune")
+    parser.add_argument("--steps", type=int, help="fine-tuning steps (default: from meta.json, else 30)")
+    parser.add_argument("--lr", type=float, help="fine-tuning learning rate (default: from meta.json, else train.lr)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the k-shot sample and the fine-tuning")
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished OUT_DIR")
+    return parser
+
+
+def adapt_main(argv: list[str]) -> int:
+    """``gr-ft adapt``: returns the exit code (2 with a message on stderr for bad input, nothing written)."""
+    args = _parser().parse_args(argv)
+    try:
+        metrics = adapt_run(args.run_dir, args.support, args.out_dir, eval_data=args.eval_data, k_shot=args.k_shot,
+                            steps=args.steps, lr=args.lr, method=args.method, batch_size=args.batch_size,
+                            eval_split=args.eval_split, max_eval=args.max_eval, seed=args.seed,
+                            overwrite=args.overwrite)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    adaptation = metrics["adaptation"]
+    print(f"adapted {args.run_dir} ({adaptation['method']}, support {adaptation['support_counts']}, "
+          f"{adaptation['steps']} steps) -> {args.out_dir}")
+    if "eval" in metrics:
+        print(json.dumps({k: round(v, 4) for k, v in metrics["eval"].items() if not math.isnan(v)}))
+    return 0
