@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from conftest import shared_data
@@ -399,7 +400,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
-        torch.save(toy_meta_train(rank, world_size), os.path.join(out_dir, f"rank{rank}.pt"))
+        save_file(toy_meta_train(rank, world_size), os.path.join(out_dir, f"rank{rank}.safetensors"))
     finally:
         dist.destroy_process_group()
 
@@ -414,6 +415,6 @@ def _free_port() -> int:
 def test_two_processes_average_task_deltas_like_one(tmp_path):
     one = toy_meta_train(rank=0, world_size=1)
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1)]
     assert_same(ranks[0], ranks[1])  # every process applied the same update
     assert_same(ranks[0], one, atol=1e-6)
