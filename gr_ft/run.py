@@ -188,9 +188,13 @@ class Predictor:
     def __init__(self, model, tokenizer: SequenceTokenizer, spec: LabelSpec, cfg: FinetuneConfig):
         self.model, self.tokenizer, self.spec, self.cfg = model, tokenizer, spec, cfg
 
-    @torch.no_grad()
     def logits(self, sequences: list[str], batch_size: int = 64) -> list[torch.Tensor]:
         """Raw model outputs per sequence (token tasks: L, C per sequence; else C)."""
+        return self._forward(sequences, batch_size)[0]
+
+    @torch.no_grad()
+    def _forward(self, sequences: list[str], batch_size: int) -> tuple[list[torch.Tensor], list[list]]:
+        """Outputs per sequence, in input order, and each token's span in full-sequence coordinates."""
         from .data import EncodedSplit, encode_sequences, make_dataloader
 
         sequences = [s.strip().upper() for s in sequences]
@@ -208,10 +212,9 @@ class Predictor:
                 index = order[position]
                 outputs[index] = row[: len(encoded["input_ids"][index])] if row.ndim == 2 else row
                 position += 1
-        # token spans in full-sequence coordinates, for per-position output
-        self._spans = [[None if span is None else (span[0] + start, span[1] + start) for span in spans]
-                       for spans, start in zip(encoded["token_spans"], starts)]
-        return outputs
+        spans = [[None if span is None else (span[0] + start, span[1] + start) for span in token_spans]
+                 for token_spans, start in zip(encoded["token_spans"], starts)]
+        return outputs, spans
 
     def predict(self, sequences: list[str], batch_size: int = 64) -> pd.DataFrame:
         """Predicted label (and class probabilities) per sequence.
@@ -220,13 +223,13 @@ class Predictor:
             >>> load_run("runs/demo").predict(["TATAAAAGGC" * 10])["prediction"].tolist()
             ['1']
         """
-        outputs = self.logits(sequences, batch_size)
+        outputs, spans = self._forward(sequences, batch_size)
         kind = self.spec.problem_type
         if kind == "regression":
             return pd.DataFrame({"prediction": [float(o.squeeze()) for o in outputs]})
         if kind == "token_classification":
             return pd.DataFrame({"prediction": [self._positions(o, s, len(seq))
-                                                for o, s, seq in zip(outputs, self._spans, sequences)]})
+                                                for o, s, seq in zip(outputs, spans, sequences)]})
         probs = torch.stack(outputs)
         probs = probs.sigmoid() if kind == "multilabel" else probs.softmax(-1)
         frame = pd.DataFrame(probs.numpy(), columns=[f"prob_{n}" for n in self.spec.names])
