@@ -237,23 +237,24 @@ def _atomic_replace_dir(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-def save_checkpoint(accelerator: Accelerator, state: TrainingState, folder: Path) -> None:
-    """accelerate ``save_state`` (model, optimizer, scheduler, RNG) plus the training state, atomically."""
+def save_checkpoint(accelerator: Accelerator, state, folder: Path, state_file: str = STATE_FILE) -> None:
+    """accelerate ``save_state`` (model, optimizer, scheduler, RNG) plus a state dataclass as JSON, atomically."""
     tmp = folder.with_name(folder.name + ".tmp")
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
     if accelerator.is_main_process:
-        (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
+        (tmp / state_file).write_text(json.dumps(asdict(state), indent=2))
         _atomic_replace_dir(tmp, folder)
     accelerator.wait_for_everyone()
 
 
-def load_checkpoint(accelerator: Accelerator, folder: Path) -> TrainingState:
-    """Restore accelerate state from ``folder`` and return the saved training state."""
+def load_checkpoint(accelerator: Accelerator, folder: Path, state_cls: type = TrainingState,
+                    state_file: str = STATE_FILE):
+    """Restore accelerate state from ``folder`` and return the saved state (a ``state_cls``)."""
     accelerator.load_state(str(folder))
-    return TrainingState(**json.loads((folder / STATE_FILE).read_text()))
+    return state_cls(**json.loads((folder / state_file).read_text()))
 
 
 def save_trainable_weights(model: torch.nn.Module, path: Path) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -35,6 +34,7 @@ from ..io import find_split_files
 from ..labels import LabelSpec
 from ..run import BaseModelRecord, write_run
 from ..synthetic import cell_type_sequences, split_seed
+from ..training import load_checkpoint, save_checkpoint
 from .config import MetaConfig, MetaTrainConfig
 from .reptile import restore_trainable, snapshot_trainable
 from .tasks import TaskCollection, TaskSplit, load_task_collection, split_tasks
@@ -201,30 +201,13 @@ class MetaState:
     history: list[dict] = field(default_factory=list)
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    old = final.with_name(final.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def save_meta_checkpoint(accelerator: Accelerator, state: MetaState, folder: Path) -> None:
     """accelerate ``save_state`` (registered weights, optimiser, RNG) plus the meta state, replaced atomically.
 
     Example:
         >>> save_meta_checkpoint(accelerator, MetaState(step=50), out / "checkpoints" / "last")
     """
-    tmp = folder.with_name(folder.name + ".tmp")
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
-    if accelerator.is_main_process:
-        (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
-        _replace_dir(tmp, folder)
-    accelerator.wait_for_everyone()
+    save_checkpoint(accelerator, state, folder, state_file=STATE_FILE)
 
 
 def load_meta_checkpoint(accelerator: Accelerator, folder: Path) -> MetaState:
@@ -234,8 +217,7 @@ def load_meta_checkpoint(accelerator: Accelerator, folder: Path) -> MetaState:
         >>> load_meta_checkpoint(accelerator, out / "checkpoints" / "last").step
         50
     """
-    accelerator.load_state(str(folder))
-    return MetaState(**json.loads((folder / STATE_FILE).read_text()))
+    return load_checkpoint(accelerator, folder, MetaState, state_file=STATE_FILE)
 
 
 # ---------------------------------------------------------------- the run folder
