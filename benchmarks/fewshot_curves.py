@@ -43,6 +43,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 import torch
+from transformers import AutoConfig
 
 from gr_ft.adapters import apply_adapter
 from gr_ft.config import load_config
@@ -114,8 +115,10 @@ def base_overrides(args) -> list[str]:
     meta_test = args.meta_test or (SYNTHETIC_META_TEST if synthetic else None)
     if not meta_test:
         raise SystemExit("--meta-test is required for real data (e.g. --meta-test H3 H4 H3K4me3)")
-    return [*PRESETS["synthetic" if synthetic else "real"], *META_DEFAULTS, f"meta.tasks={args.data}",
-            f"meta.meta_test=[{','.join(meta_test)}]"]
+    preset = PRESETS["synthetic" if synthetic else "real"]
+    if args.backbone:  # a given backbone brings its own size and tokenizer; keep only the input settings
+        preset = [item for item in preset if not item.startswith("model.")] + ["model.tokenizer=null"]
+    return [*preset, *META_DEFAULTS, f"meta.tasks={args.data}", f"meta.meta_test=[{','.join(meta_test)}]"]
 
 
 def prepare_backbone(cfg: MetaTrainConfig, args, work: Path) -> tuple[str, str]:
@@ -128,6 +131,12 @@ def prepare_backbone(cfg: MetaTrainConfig, args, work: Path) -> tuple[str, str]:
     folder = work / "backbone"
     build_backbone(cfg.model, tokenizer).save_pretrained(str(folder))
     return str(folder), tokenizer_name
+
+
+def backbone_shape(folder: str) -> dict:
+    """Layers and width of the backbone actually used (built from config or given with --backbone)."""
+    config = AutoConfig.from_pretrained(folder)
+    return {"arch": config.model_type, "num_layers": config.num_hidden_layers, "hidden_size": config.hidden_size}
 
 
 def meta_train(recipe, cfg: MetaTrainConfig) -> tuple[Path, float]:
@@ -298,7 +307,7 @@ def run(args) -> dict:
         "adapt_steps": args.adapt_steps, "batch_size": args.batch_size,
         "adapt_lr": {m: {"chosen": lr, "mean_mcc_by_lr": scores} for m, (lr, scores) in lr_choice.items()},
         "configs": {m: json.loads((runs[m] / "meta.json").read_text())["meta_config"] for m in runs},
-        "model": {k: v for k, v in vars(cfg.model).items() if k != "name_or_path"}, "max_length": cfg.max_length,
+        "model": backbone_shape(backbone), "max_length": cfg.max_length,
         "lora_r": cfg.lora.r, "meta_val": {m: json.loads((runs[m] / "metrics.json").read_text())["history"]
                                            for m in runs},
         "threads": args.threads, "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
@@ -367,7 +376,8 @@ def sizes_text(report: dict) -> str:
     lr = {m: v["chosen"] for m, v in report["adapt_lr"].items()}
     return "\n".join([
         "Sizes used:",
-        f"- backbone: {report['backbone']}; BERT {model['num_layers']} layers x {model['hidden_size']} hidden, "
+        f"- backbone: {report['backbone']}; {model.get('arch', 'bert').upper()} {model['num_layers']} layers x "
+        f"{model['hidden_size']} hidden, "
         f"tokenizer {report['tokenizer']}, max_length {report['max_length']} tokens; LoRA r={report['lora_r']} on "
         f"every linear layer + head.",
         f"- Reptile: {reptile['meta_steps']} meta-steps x {reptile['meta_batch_tasks']} tasks, "

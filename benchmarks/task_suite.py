@@ -14,7 +14,9 @@
 Tasks (data under ../shared/data, settings from recipes/configs): prom_core_all, prom_300_tata, tf0..tf4 (GUE
 human TF), splice (3 classes), ptm_st and ptm_y (MusiteDeep phosphosites, imbalanced), deeploc1 (10 classes).
 Models: kmer_logreg and cnn (gr_ft.baselines), lm_lora (the task config's backbone, built from config, LoRA),
-lm_full (same backbone, lora.method=full), lm_pretrained (LoRA on --pretrained-dna / --pretrained-protein).
+lm_full (same backbone, lora.method=full), lm_pretrained and lm_pretrained_full (LoRA, or every weight trained, on
+--pretrained-dna / --pretrained-protein: with a backbone pretrained in the task config's shape, as the
+pretrain_* configs do, lm_lora/lm_pretrained and lm_full/lm_pretrained_full differ only in initialisation).
 
 Budget: train is a seeded, label-stratified sample of --max-train-rows rows (dev and test: --max-eval-rows), the
 same rows for every model and seed (written once under --work-dir/data/); LMs train --epochs epochs (best dev
@@ -23,12 +25,16 @@ Estimated wall time (ESTIMATE below): default ~1.5 h on 2 free CPU cores, ~2.5 h
 
 Resumable and deterministic: each (task, model, seed) is written to the results JSON as soon as it finishes and
 skipped on a re-run with the same budget (a different budget is refused); a failed run is recorded with its
-error, reported, and retried on the next invocation. Same seed + budget -> same numbers.
+error, reported, and retried on the next invocation. Same seed + budget -> same numbers. Processes with
+different --tasks can share one results file (updates are locked), e.g. one per CPU core:
+    OMP_NUM_THREADS=1 python benchmarks/task_suite.py --tasks deeploc1 ptm_st ptm_y splice &
+    OMP_NUM_THREADS=1 python benchmarks/task_suite.py --tasks prom_core_all prom_300_tata tf0 tf1 tf2 tf3 tf4
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -47,6 +53,7 @@ import torch
 from gr_ft.baselines import BaselineConfig, CnnConfig, run_baseline
 from gr_ft.benchmarking import (
     ResultsFile,
+    call_outcome,
     Verdict,
     aggregate_runs,
     cap_splits,
@@ -56,9 +63,10 @@ from gr_ft.benchmarking import (
 )
 from gr_ft.config import FinetuneConfig, load_config
 from gr_ft.data import LabeledSplit
-from gr_ft.evaluation import PRIMARY_METRIC
+from gr_ft.evaluation import PRIMARY_METRIC, metric_direction
 from gr_ft.labels import LabelSpec, infer_label_spec
 from gr_ft.leakage import format_leakage_report, leakage_report
+from gr_ft.modeling import fresh_dropout
 
 try:
     from gr_ft.recipes import finetune_lora
@@ -119,7 +127,9 @@ TASKS: dict[str, SuiteTask] = {
 }
 
 BASELINE_MODELS = ("kmer_logreg", "cnn")
-LM_MODELS = ("lm_lora", "lm_full", "lm_pretrained")
+LM_MODELS = ("lm_lora", "lm_full", "lm_pretrained", "lm_pretrained_full")
+PRETRAINED_MODELS = ("lm_pretrained", "lm_pretrained_full")
+"""Models that start from --pretrained-dna / --pretrained-protein (LoRA, and every weight trained)."""
 MODELS = BASELINE_MODELS + LM_MODELS
 
 
@@ -276,10 +286,11 @@ def lm_overrides(data: TaskData, model: str, seed: int, budget: SuiteBudget, bac
                  f"train.seed={seed}"]
     if budget.epochs is not None:
         overrides.append(f"train.epochs={budget.epochs}")
-    if model == "lm_full":
+    if model in ("lm_full", "lm_pretrained_full"):
         overrides.append("lora.method=full")
-    if model == "lm_pretrained":
-        overrides += [f"model.name_or_path={backbone}", "model.tokenizer=null"]  # the backbone's own tokenizer
+    if model in PRETRAINED_MODELS:  # the backbone's own tokenizer; the dropout a fresh backbone of the task gets
+        dropout = fresh_dropout(task_config(data.task).model)
+        overrides += [f"model.name_or_path={backbone}", "model.tokenizer=null", f"model.dropout={dropout}"]
     return overrides
 
 
@@ -300,6 +311,7 @@ RUNNERS: dict[str, Callable[..., dict]] = {
     "lm_lora": run_lm_model,
     "lm_full": run_lm_model,
     "lm_pretrained": run_lm_model,
+    "lm_pretrained_full": run_lm_model,
 }
 
 
@@ -321,13 +333,13 @@ def run_one(data: TaskData, model: str, seed: int, budget: SuiteBudget, backbone
 
 
 def backbone_for(model: str, alphabet: str, pretrained: dict[str, Optional[str]]) -> Optional[str]:
-    """The pretrained backbone folder an lm_pretrained run of this alphabet uses (None for other models)."""
-    return pretrained.get(alphabet) if model == "lm_pretrained" else None
+    """The pretrained backbone folder an lm_pretrained(_full) run of this alphabet uses (None for other models)."""
+    return pretrained.get(alphabet) if model in PRETRAINED_MODELS else None
 
 
 def planned_models(models: list[str], alphabet: str, pretrained: dict[str, Optional[str]]) -> list[str]:
-    """The models to run on a task: lm_pretrained only where a backbone of the task's alphabet was given."""
-    return [m for m in models if m != "lm_pretrained" or pretrained.get(alphabet)]
+    """The models to run on a task: lm_pretrained(_full) only where a backbone of the task's alphabet was given."""
+    return [m for m in models if m not in PRETRAINED_MODELS or pretrained.get(alphabet)]
 
 
 def run_task(task: SuiteTask, models: list[str], seeds: list[int], budget: SuiteBudget, store: ResultsFile,
@@ -371,9 +383,13 @@ def run_suite(tasks: list[SuiteTask], models: list[str], seeds: list[int], budge
     """
     pretrained = pretrained or {}
     store = ResultsFile(results_path, asdict(budget))
-    store.data["machine"] = machine_info()
-    store.data.setdefault("commands", []).append(command)
-    store.save()
+    machine = machine_info()
+
+    def note_command(data: dict) -> None:
+        data["machine"] = machine
+        data.setdefault("commands", []).append(command)
+
+    store.update(note_command)
     for task in tasks:
         run_task(task, models, seeds, budget, store, work_dir, pretrained)
     return store
@@ -419,6 +435,60 @@ def render_verdicts(found: list[Verdict]) -> list[str]:
                          f"{v.model_stats[0]:.3f} vs {v.opponent_stats[0]:.3f}, difference {v.delta:+.3f}, "
                          f"tie margin ±{v.margin:.3f})")
     return lines or ["- no task has both an LM and a baseline result yet."]
+
+
+PRETRAINING_PAIRS = (("LoRA", "lm_lora", "lm_pretrained"), ("all weights", "lm_full", "lm_pretrained_full"))
+"""(label, random-init model, pretrained model): the same architecture and fine-tuning budget, two initialisations."""
+
+
+def render_pretraining_effect(store: ResultsFile, tasks: list[SuiteTask], summary: dict) -> list[str]:
+    """Per task and tuning mode: random init vs MLM-pretrained init of the same backbone, and the call."""
+    lines = ["| task | metric | tuning | random init | pretrained | difference | call |", "|---|---|---|---|---|---|---|"]
+    tally: dict[str, list[str]] = {"wins": [], "ties": [], "loses": []}
+    for task in tasks:
+        for label, scratch, pretrained in PRETRAINING_PAIRS:
+            a, b = summary.get((task.name, scratch), {}), summary.get((task.name, pretrained), {})
+            if task.headline not in a or task.headline not in b:
+                continue
+            outcome = call_outcome(b[task.headline], a[task.headline], MIN_MARGIN, metric_direction(task.headline))
+            tally[outcome].append(f"{task.name} ({label})")
+            lines.append(f"| {task.name} | {METRIC_LABELS[task.headline]} | {label} | {_cell(a[task.headline])} | "
+                         f"{_cell(b[task.headline])} | {b[task.headline][0] - a[task.headline][0]:+.3f} | "
+                         f"pretrained {outcome} |")
+    if len(lines) == 2:
+        return ["- no task has both a random-init and a pretrained run yet."]
+    counts = "; ".join(f"{outcome} on {len(names)}" for outcome, names in tally.items())
+    return [f"Pretrained init against random init of the same backbone: {counts} (same tie rule as above).", "",
+            *lines, "", *render_backbones(store)]
+
+
+def count_parameters(folder: Path) -> int:
+    """Parameters in a backbone folder's safetensors weights (read from the header, nothing loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in folder.glob("*.safetensors"):
+        with safe_open(str(path), framework="pt") as weights:
+            total += sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
+    return total
+
+
+def render_backbones(store: ResultsFile) -> list[str]:
+    """What each pretrained backbone used in the runs is: its pretraining record (metrics.json of gr-ft pretrain)."""
+    lines = []
+    for folder in sorted({r["backbone"] for r in store.runs if r.get("backbone")}):
+        record_path = Path(folder) / "metrics.json"
+        if not record_path.is_file():
+            lines.append(f"- backbone `{folder}`: no gr-ft pretraining record found.")
+            continue
+        record = json.loads(record_path.read_text())
+        lines.append(
+            f"- backbone `{display_path(folder)}`: {count_parameters(Path(folder)):,} parameters, "
+            f"{record.get('steps', '?')} steps in {record.get('wall_time_s', 0) / 60:.1f} min "
+            f"({record.get('train_tokens_per_s', 0):,.0f} tokens/s), validation perplexity "
+            f"{record.get('val_perplexity', float('nan')):.3f}, masked-token accuracy "
+            f"{record.get('val_accuracy', float('nan')):.3f}.")
+    return lines
 
 
 def _cell(stats: Optional[tuple[float, float]]) -> str:
@@ -534,7 +604,8 @@ def render_markdown(store: ResultsFile, tasks: list[SuiteTask], plot_name: Optio
              f"tables). A difference within ± max({MIN_MARGIN}, sqrt(sd_LM² + sd_baseline²)) is a tie.", "",
              *render_verdicts(verdicts(store, tasks)), "",
              "lm_lora and lm_full start from a backbone built from config (random weights, no pretraining); "
-             "lm_pretrained starts from an MLM-pretrained gr-ft backbone when one was given.", ""]
+             "lm_pretrained (LoRA) and lm_pretrained_full (all weights) start from an MLM-pretrained gr-ft backbone when "
+             "one was given.", ""]
     if plot_name:
         lines += [f"![headline metric per task, mean ± sd over seeds]({plot_name})", ""]
     lines += ["## Results (test split, mean ± sd over seeds)", ""]
@@ -542,6 +613,10 @@ def render_markdown(store: ResultsFile, tasks: list[SuiteTask], plot_name: Optio
         info = store.tasks[task.name]
         lines += [f"### {task.name}", "", f"{info['problem_type']} {info['alphabet']} task, labels {info['labels']}; "
                   f"data `{display_path(info['source'])}`.", "", *render_task_table(task, store, summary), ""]
+    lines += ["## MLM pretraining: pretrained vs random initialisation", "",
+              "lm_lora vs lm_pretrained (LoRA) and lm_full vs lm_pretrained_full (all weights trained), same "
+              "fine-tuning budget and seeds; the difference is pretrained minus random init.", "",
+              *render_pretraining_effect(store, tasks, summary), ""]
     lines += ["## Published numbers", "", *render_published(tasks), "",
               "## Train/test leakage", "",
               f"From `gr_ft.leakage.leakage_report` (near duplicate: k-mer Jaccard >= {LEAKAGE_THRESHOLD}, k=6 "
@@ -601,8 +676,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS), help="default: all")
-    parser.add_argument("--models", nargs="+", choices=MODELS, help="default: all but lm_pretrained, which is "
-                        "added when --pretrained-dna/--pretrained-protein is given")
+    parser.add_argument("--models", nargs="+", choices=MODELS, help="default: all but lm_pretrained and "
+                        "lm_pretrained_full, which are added when --pretrained-dna/--pretrained-protein is given")
     parser.add_argument("--seeds", type=int, nargs="+",
                         help=f"default {list(DEFAULT_SEEDS)} ({list(QUICK_SEEDS)} with --quick)")
     parser.add_argument("--quick", action="store_true", help="~10-minute budget: " + _budget_text(QUICK_BUDGET))
@@ -649,11 +724,12 @@ def resolve_paths(args: argparse.Namespace) -> tuple[Path, Path, Path, Path]:
 
 
 def models_from_args(args: argparse.Namespace) -> list[str]:
-    """Requested models; lm_pretrained needs a backbone folder and is added by default when one is given."""
+    """Requested models; lm_pretrained(_full) need a backbone folder and are added by default when one is given."""
     given = bool(args.pretrained_dna or args.pretrained_protein)
-    models = args.models or [m for m in MODELS if m != "lm_pretrained" or given]
-    if "lm_pretrained" in models and not given:
-        raise ValueError("--models lm_pretrained needs --pretrained-dna DIR and/or --pretrained-protein DIR "
+    models = args.models or [m for m in MODELS if m not in PRETRAINED_MODELS or given]
+    asked = [m for m in models if m in PRETRAINED_MODELS]
+    if asked and not given:
+        raise ValueError(f"--models {' '.join(asked)} needs --pretrained-dna DIR and/or --pretrained-protein DIR "
                          "(folders written by gr-ft pretrain)")
     for flag in ("pretrained_dna", "pretrained_protein"):
         folder = getattr(args, flag)
@@ -682,7 +758,8 @@ def main(argv: Optional[list[str]] = None) -> ResultsFile:
         started = time.time()
         store = run_suite(tasks, models, seeds, budget, results, work_dir, pretrained, command)
         print(f"\nsuite finished in {(time.time() - started) / 60:.1f} min", flush=True)
-    write_report(store, tasks, doc, plot)
+        store.reload()  # other suite processes may have recorded tasks into the same file meanwhile
+    write_report(store, list(TASKS.values()), doc, plot)
     return store
 
 

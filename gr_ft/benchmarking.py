@@ -16,14 +16,21 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import tempfile
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; run one suite process per results file there
+    fcntl = None
 
 import numpy as np
 import pandas as pd
@@ -208,16 +215,46 @@ class ResultsFile:
 
     def __init__(self, path: str | Path, budget: Mapping[str, Any]):
         self.path = Path(path)
-        budget = _jsonable(dict(budget))
-        self.data: dict[str, Any] = {"budget": budget, "tasks": {}, "runs": []}
-        if self.path.exists():
-            saved = json.loads(self.path.read_text())
-            if saved.get("budget") != budget:
-                raise ValueError(
-                    f"{self.path} holds results of another budget {saved.get('budget')}, not {budget}; "
-                    f"pass the same budget flags to resume, or another results path to start afresh"
-                )
-            self.data = saved
+        self.budget = _jsonable(dict(budget))
+        self.data: dict[str, Any] = {"budget": self.budget, "tasks": {}, "runs": []}
+        self.reload()
+
+    def reload(self) -> None:
+        """Take the file's contents (if any) as ``data``; a file of another budget raises."""
+        if not self.path.exists():
+            return
+        saved = json.loads(self.path.read_text())
+        if saved.get("budget") != self.budget:
+            raise ValueError(
+                f"{self.path} holds results of another budget {saved.get('budget')}, not {self.budget}; "
+                f"pass the same budget flags to resume, or another results path to start afresh"
+            )
+        self.data = saved
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """An exclusive advisory lock for this results path (a lock file in the temp folder, keyed by the path)."""
+        if fcntl is None:
+            yield
+            return
+        key = hashlib.sha1(str(self.path.resolve()).encode()).hexdigest()[:16]
+        with open(Path(tempfile.gettempdir()) / f"gr_ft_results_{key}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def update(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Re-read the file, apply ``change`` to its data and save, all under a lock.
+
+        Several suite processes (say, one per CPU core, each with its own ``--tasks``) can therefore share
+        one results file without losing each other's records.
+        """
+        with self._locked():
+            self.reload()
+            change(self.data)
+            self.save()
 
     @classmethod
     def load(cls, path: str | Path) -> "ResultsFile":
@@ -245,14 +282,17 @@ class ResultsFile:
     def record(self, run: Mapping[str, Any]) -> None:
         """Add (or replace) the record of ``run["task"], run["model"], run["seed"]`` and save."""
         key = (run["task"], run["model"], run["seed"])
-        self.data["runs"] = [r for r in self.runs if (r["task"], r["model"], r["seed"]) != key]
-        self.runs.append(_jsonable(dict(run)))
-        self.save()
+        record = _jsonable(dict(run))
+
+        def replace(data: dict[str, Any]) -> None:
+            data["runs"] = [r for r in data["runs"] if (r["task"], r["model"], r["seed"]) != key] + [record]
+
+        self.update(replace)
 
     def set_task(self, task: str, info: Mapping[str, Any]) -> None:
         """Store per-task facts (data source, rows used, leakage summary) and save."""
-        self.tasks[task] = _jsonable(dict(info))
-        self.save()
+        entry = _jsonable(dict(info))
+        self.update(lambda data: data["tasks"].__setitem__(task, entry))
 
     def save(self) -> None:
         text = json.dumps(self.data, indent=1, default=_to_builtin)

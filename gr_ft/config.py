@@ -127,8 +127,9 @@ class ModelConfig:
     num_heads: int = 4
     intermediate_size: int = 256
     max_position_embeddings: int = 1026
-    dropout: float = 0.1
-    """Hidden-state dropout inside a fresh backbone."""
+    dropout: Optional[float] = None
+    """Hidden-state dropout inside the backbone. Empty: 0.1 for a fresh backbone, and a loaded checkpoint keeps its
+    own value (set it to compare a pretrained and a fresh backbone at the same dropout)."""
     attention_dropout: float = 0.0
     """Dropout on attention probabilities (fresh and loaded backbones). Keep it 0: any attention dropout forces
     PyTorch's SDPA off its fused kernels onto the math path, which materialises every attention matrix
@@ -147,7 +148,7 @@ class ModelConfig:
                 f"model.hidden_size ({self.hidden_size}) must be divisible by model.num_heads ({self.num_heads})"
             )
         for flag in ("dropout", "head_dropout", "attention_dropout"):
-            if not 0 <= getattr(self, flag) < 1:
+            if getattr(self, flag) is not None and not 0 <= getattr(self, flag) < 1:
                 raise ValueError(f"model.{flag} must be in [0, 1), got {getattr(self, flag)}")
 
 

@@ -38,6 +38,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+FRESH_DROPOUT = 0.1
+"""Hidden-state dropout of a backbone built from config when ``model.dropout`` is empty."""
+
+
+def fresh_dropout(cfg: ModelConfig) -> float:
+    """The hidden-state dropout a backbone built from ``cfg`` gets."""
+    return FRESH_DROPOUT if cfg.dropout is None else cfg.dropout
+
+
 def _bert_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
     return BertConfig(
         vocab_size=tokenizer.vocab_size,
@@ -46,7 +55,7 @@ def _bert_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
         num_attention_heads=cfg.num_heads,
         intermediate_size=cfg.intermediate_size,
         max_position_embeddings=cfg.max_position_embeddings,
-        hidden_dropout_prob=cfg.dropout,
+        hidden_dropout_prob=fresh_dropout(cfg),
         attention_probs_dropout_prob=cfg.attention_dropout,
         pad_token_id=tokenizer.pad_token_id,
         type_vocab_size=1,
@@ -62,7 +71,7 @@ def _esm_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
         num_attention_heads=cfg.num_heads,
         intermediate_size=cfg.intermediate_size,
         max_position_embeddings=cfg.max_position_embeddings,
-        hidden_dropout_prob=cfg.dropout,
+        hidden_dropout_prob=fresh_dropout(cfg),
         attention_probs_dropout_prob=cfg.attention_dropout,
         pad_token_id=tokenizer.pad_token_id,
         mask_token_id=tokenizer.mask_token_id,
@@ -101,11 +110,12 @@ def _looks_local(name: str) -> bool:
 
 
 def load_backbone(name_or_path: str, revision: Optional[str] = None, trust_remote_code: bool = False,
-                  attention_dropout: Optional[float] = None) -> PreTrainedModel:
+                  attention_dropout: Optional[float] = None, hidden_dropout: Optional[float] = None) -> PreTrainedModel:
     """Load the encoder of a masked LM from a local folder or a Hub id (same call for both).
 
     ``attention_dropout`` overrides the checkpoint's attention-probability dropout (see
-    ``ModelConfig.attention_dropout``: non-zero values push SDPA onto its slow, memory-hungry path).
+    ``ModelConfig.attention_dropout``: non-zero values push SDPA onto its slow, memory-hungry path);
+    ``hidden_dropout``, when given, its hidden-state dropout.
 
     Example:
         >>> load_backbone("facebook/esm2_t6_8M_UR50D")  # doctest: +SKIP
@@ -116,6 +126,8 @@ def load_backbone(name_or_path: str, revision: Optional[str] = None, trust_remot
         config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
         if attention_dropout is not None and hasattr(config, "attention_probs_dropout_prob"):
             config.attention_probs_dropout_prob = attention_dropout
+        if hidden_dropout is not None and hasattr(config, "hidden_dropout_prob"):
+            config.hidden_dropout_prob = hidden_dropout
         kwargs = {"add_pooling_layer": False} if config.model_type in ("bert", "esm", "roberta") else {}
         return AutoModel.from_pretrained(
             name_or_path, config=config, revision=revision, trust_remote_code=trust_remote_code, **kwargs
@@ -245,7 +257,7 @@ def build_task_model(model_cfg: ModelConfig, tokenizer, problem_type: str, num_l
     """
     if model_cfg.name_or_path:
         backbone = load_backbone(model_cfg.name_or_path, model_cfg.revision, model_cfg.trust_remote_code,
-                                 attention_dropout=model_cfg.attention_dropout)
+                                 attention_dropout=model_cfg.attention_dropout, hidden_dropout=model_cfg.dropout)
         if backbone.config.vocab_size < tokenizer.vocab_size:
             raise ValueError(
                 f"tokenizer has {tokenizer.vocab_size} tokens but model {model_cfg.name_or_path!r} embeds only "

@@ -1,6 +1,6 @@
 """Masked-LM pretraining on FASTA (DNABERT / ESM style), from scratch or continued; saves a `save_pretrained` folder.
 
-    # a fresh 4x256 DNABERT-style model on the in-domain DNA corpus (~45 min on 2 CPU cores):
+    # a fresh 2x128 DNABERT-style model (the task configs' shape) on the in-domain DNA corpus (~45 min, 2 CPU cores):
     accelerate launch recipes/pretrain_mlm.py --config recipes/configs/pretrain_dna_kmer.yaml
     torchrun --nproc_per_node 2 recipes/pretrain_mlm.py --config recipes/configs/pretrain_protein.yaml
     python recipes/pretrain_mlm.py --config recipes/configs/pretrain_dna_nucleotide.yaml train.max_steps=200

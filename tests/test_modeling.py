@@ -121,3 +121,12 @@ def test_attention_dropout_is_off_by_default_for_fast_sdpa(tmp_path, kmer3):
     noisy.save_pretrained(tmp_path / "bb")
     assert load_backbone(str(tmp_path / "bb")).config.attention_probs_dropout_prob == 0.1
     assert load_backbone(str(tmp_path / "bb"), attention_dropout=0.0).config.attention_probs_dropout_prob == 0.0
+
+
+def test_hidden_dropout_fresh_default_and_checkpoint_kept_unless_set(tmp_path, kmer3):
+    assert build_backbone(ModelConfig(**{**TINY, "dropout": None}), kmer3).config.hidden_dropout_prob == 0.1
+    build_backbone(ModelConfig(**TINY), kmer3).save_pretrained(tmp_path / "bb")  # TINY: dropout 0
+    assert load_backbone(str(tmp_path / "bb")).config.hidden_dropout_prob == 0.0  # the checkpoint's own
+    assert load_backbone(str(tmp_path / "bb"), hidden_dropout=0.1).config.hidden_dropout_prob == 0.1
+    with pytest.raises(ValueError, match="model.dropout"):
+        ModelConfig(dropout=1.0)

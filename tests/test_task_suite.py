@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import multiprocessing
 import sys
 from pathlib import Path
 
@@ -26,7 +27,10 @@ from gr_ft.benchmarking import (
     format_mean_sd,
     mean_sd,
 )
+from gr_ft.config import ModelConfig
+from gr_ft.modeling import FRESH_DROPOUT, build_backbone
 from gr_ft.synthetic import write_task
+from gr_ft.tokenization import SequenceTokenizer
 
 
 def _load_suite():
@@ -114,6 +118,22 @@ def test_same_seed_gives_the_same_numbers(finished, synthetic_task, tmp_path):
         assert again["test"] == store.finished("syn_promoter", model, 0)["test"]
 
 
+def test_pretrained_models_start_from_the_backbone_at_the_fresh_dropout(synthetic_task, tmp_path):
+    """lm_pretrained(_full) differ from lm_lora/lm_full only in the initial weights (same dropout, same budget)."""
+    tokenizer = SequenceTokenizer.from_pretrained("kmer3")
+    folder = tmp_path / "pretrained"
+    shape = ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, dropout=0.0)
+    build_backbone(shape, tokenizer).save_pretrained(folder)  # saved at dropout 0, like gr-ft pretrain
+    tokenizer.save_pretrained(folder)
+    data, _ = suite.prepare_task_data(synthetic_task, TINY_BUDGET, tmp_path)
+    for model, method in (("lm_pretrained", "lora"), ("lm_pretrained_full", "full")):
+        record = suite.run_one(data, model, 0, TINY_BUDGET, str(folder), tmp_path)
+        assert record["status"] == "ok", record.get("error")
+        saved = yaml.safe_load((Path(record["run_dir"]) / "config.yaml").read_text())
+        assert saved["model"]["name_or_path"] == str(folder) and saved["model"]["dropout"] == FRESH_DROPOUT
+        assert saved["lora"]["method"] == method
+
+
 def _fake_run(task: str, model: str, seed: int, mcc: float, wall: float = 10.0) -> dict:
     return {"task": task, "model": model, "seed": seed, "status": "ok", "test": {"mcc": mcc, "auroc": 0.5},
             "wall_time_s": wall}
@@ -134,6 +154,31 @@ def test_mean_and_sd_over_seeds_known_answer(tmp_path):
     task = suite.SuiteTask("t", suite.CONFIGS / "demo.yaml", "mcc", ("mcc",))
     table = "\n".join(suite.render_task_table(task, store, aggregate_runs(store.runs)))
     assert "| cnn | 0.700 ± 0.200 | 3 | 20.0 ± 10.0 |" in table and "FAILED: cnn seed 3" in table
+
+
+def _record_runs(path: str, task: str, count: int) -> None:
+    store = ResultsFile(path, {"x": 1})
+    for seed in range(count):
+        store.record(_fake_run(task, "cnn", seed, 0.5))
+    store.set_task(task, {"source": task})
+
+
+def test_suite_processes_sharing_a_results_file_keep_every_record(tmp_path):
+    path = str(tmp_path / "shared.json")
+    ctx = multiprocessing.get_context("spawn")
+    writers = [ctx.Process(target=_record_runs, args=(path, task, 25)) for task in ("a", "b")]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+        assert writer.exitcode == 0
+    store = ResultsFile.load(path)
+    assert sorted((r["task"], r["seed"]) for r in store.runs) == [(t, s) for t in "ab" for s in range(25)]
+    assert set(store.tasks) == {"a", "b"}
+    stale = ResultsFile(path, {"x": 1})  # opened before another process adds a record: nothing is lost
+    _record_runs(path, "c", 1)
+    stale.record(_fake_run("a", "lm_lora", 0, 0.6))
+    assert len(ResultsFile.load(path).runs) == 52
 
 
 def test_win_tie_lose_on_a_hand_made_example():
@@ -159,6 +204,20 @@ def test_win_tie_lose_on_a_hand_made_example():
     assert "wins on 1 (A); ties on 2 (B, D); loses on 1 (C)" in text
 
 
+def test_pretrained_vs_random_init_table(tmp_path):
+    store = ResultsFile(tmp_path / "r.json", {"x": 1})
+    for seed, (scratch, pretrained) in enumerate([(0.40, 0.50), (0.42, 0.54), (0.44, 0.52)]):
+        store.record(_fake_run("t", "lm_lora", seed, scratch))
+        store.record({**_fake_run("t", "lm_pretrained", seed, pretrained), "backbone": str(tmp_path / "nowhere")})
+        store.record(_fake_run("t", "lm_full", seed, 0.60 + seed / 100))
+        store.record(_fake_run("t", "lm_pretrained_full", seed, 0.605 + seed / 100))
+    task = suite.SuiteTask("t", suite.CONFIGS / "demo.yaml", "mcc", ("mcc",))
+    text = "\n".join(suite.render_pretraining_effect(store, [task], aggregate_runs(store.runs)))
+    assert "| t | MCC | LoRA | 0.420 ± 0.020 | 0.520 ± 0.020 | +0.100 | pretrained wins |" in text
+    assert "| t | MCC | all weights | 0.610 ± 0.010 | 0.615 ± 0.010 | +0.005 | pretrained ties |" in text
+    assert "wins on 1; ties on 1; loses on 0" in text and "no gr-ft pretraining record" in text
+
+
 def test_cap_rows_is_seeded_stratified_and_keeps_row_order():
     frame = pd.DataFrame({"sequence": [f"S{i}" for i in range(100)], "label": [1] * 10 + [0] * 90})
     capped = cap_rows(frame, 20, seed=3)
@@ -173,6 +232,9 @@ def test_budget_and_model_flags():
     budget = suite.budget_from_args(args)
     assert (budget.max_train_rows, budget.max_eval_rows, budget.epochs) == (None, 300, 2)
     assert suite.models_from_args(args) == ["kmer_logreg", "cnn", "lm_lora", "lm_full"]
+    with_backbone = suite.parse_args(["--pretrained-dna", str(suite.CONFIGS)])  # any existing folder
+    assert suite.models_from_args(with_backbone)[-2:] == ["lm_pretrained", "lm_pretrained_full"]
+    assert suite.planned_models(suite.MODELS, "protein", {"dna": "x"}) == ["kmer_logreg", "cnn", "lm_lora", "lm_full"]
     with pytest.raises(ValueError, match="--pretrained-dna"):
         suite.models_from_args(suite.parse_args(["--models", "lm_pretrained"]))
     with pytest.raises(ValueError, match="--max-eval-rows"):
