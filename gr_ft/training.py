@@ -244,6 +244,7 @@ def save_checkpoint(accelerator: Accelerator, state, folder: Path, state_file: s
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
+    accelerator.wait_for_everyone()  # every rank's RNG file is in tmp before the main process moves it
     if accelerator.is_main_process:
         (tmp / state_file).write_text(json.dumps(asdict(state), indent=2))
         _atomic_replace_dir(tmp, folder)

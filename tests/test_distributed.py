@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "finetune_lora.py"
 # Exact parity needs identical randomness: dropout off (each process draws its own dropout masks).
@@ -27,7 +29,7 @@ def test_two_processes_match_one(tiny_overrides, tmp_path):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
     common = tiny_overrides + DETERMINISTIC + ["train.epochs=2"]
     launch([sys.executable, str(RECIPE), *common, f"output_dir={tmp_path / 'one'}"], tmp_path)
-    launch([torchrun, "--nproc_per_node", "2", "--master_port", "29533", str(RECIPE), *common,
+    launch([torchrun, "--nproc_per_node", "2", "--master_port", str(free_port()), str(RECIPE), *common,
             f"output_dir={tmp_path / 'two'}"], tmp_path)
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())

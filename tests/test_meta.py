@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import socket
 
 import pandas as pd
 import pytest
@@ -15,7 +14,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from conftest import shared_data
+from conftest import free_port, shared_data
 from gr_ft.adapters import apply_adapter, trainable_parameter_count
 from gr_ft.config import LoraConfig, ModelConfig
 from gr_ft.meta import (
@@ -405,16 +404,10 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.distributed
 def test_two_processes_average_task_deltas_like_one(tmp_path):
     one = toy_meta_train(rank=0, world_size=1)
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1)]
     assert_same(ranks[0], ranks[1])  # every process applied the same update
     assert_same(ranks[0], one, atol=1e-6)

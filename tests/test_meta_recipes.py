@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import free_port
 from gr_ft.cli import main as cli_main
 from gr_ft.config import load_config, recipe_config_class
 from gr_ft.meta import EpisodeSampler, ProtoNetClassifier
@@ -292,7 +293,7 @@ def test_torchrun_two_processes_match_one(tmp_path, method):
     deterministic = TINY + ["model.dropout=0", "model.head_dropout=0", "lora.dropout=0", "meta.val_episodes=3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for name, launcher in (("one", [sys.executable]), ("two", [torchrun, "--nproc_per_node", "2", "--master_port",
-                                                               str(29600 + len(method))])):
+                                                               str(free_port())])):
         result = subprocess.run([*launcher, str(script), *deterministic, f"output_dir={tmp_path / name}"],
                                 cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]

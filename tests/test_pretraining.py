@@ -6,7 +6,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import free_port
 from gr_ft.config import load_config
 from gr_ft.modeling import load_backbone
 from gr_ft.pretraining import (
@@ -324,12 +324,6 @@ def test_time_budget_stops_early_and_still_saves(tmp_path, dna_records):
     metrics = pretrain_mlm.main(tiny_pretrain_overrides(fasta, out) + ["train.max_steps=1000", "train.max_minutes=1e-4"])
     assert metrics["stopped_by"] == "max_minutes" and 1 <= metrics["steps"] < 1000
     assert (out / "model.safetensors").exists() and (out / "metrics.json").exists()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.distributed
