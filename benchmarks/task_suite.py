@@ -21,7 +21,8 @@ pretrain_* configs do, lm_lora/lm_pretrained and lm_full/lm_pretrained_full diff
 Budget: train is a seeded, label-stratified sample of --max-train-rows rows (dev and test: --max-eval-rows), the
 same rows for every model and seed (written once under --work-dir/data/); LMs train --epochs epochs (best dev
 epoch kept), the CNN up to --cnn-epochs with early stopping. Runs are sequential, one torch thread each.
-Estimated wall time (ESTIMATE below): default ~1.5 h on 2 free CPU cores, ~2.5 h on a busy one; --quick 4-8 min.
+Estimated wall time (ESTIMATE below): default ~45 min on 2 free CPU cores in two processes (~1.5 h with
+--pretrained-* backbones); --quick 4-8 min.
 
 Resumable and deterministic: each (task, model, seed) is written to the results JSON as soon as it finishes and
 skipped on a re-run with the same budget (a different budget is refused); a failed run is recorded with its
@@ -80,14 +81,13 @@ LEAKAGE_THRESHOLD = 0.8
 MIN_MARGIN = 0.01
 """Smallest difference of means (in metric units) that counts as a win or a loss."""
 ESTIMATE = (
-    "measured on this 2-core machine while other jobs shared it (runs took ~1.8x their CPU time). --quick, all "
-    "11 tasks x 4 models x 1 seed at 300/200 rows: 4.6 min wall (2.5 min CPU); at its 500/300 rows expect ~4 min "
-    "on free cores, ~8 min on a busy machine. The default budget is extrapolated from LM runs at 600 train rows "
-    "x 2 epochs, in seconds per sequence forward pass (a training step counts 3): deeploc1 0.030, splice 0.012, "
-    "prom_300_tata 0.007, tf 0.0025, prom_core_all and PTM 0.002. Per seed "
-    "~25 min of lm_lora + ~21 min of lm_full + ~4 min of CNN, so ~2.5 h for 3 seeds on the busy machine and "
-    "~1.4 h of CPU time, i.e. ~1.5 h on 2 free cores (runs are sequential, one core used). deeploc1's LM runs "
-    "are ~45% of it."
+    "measured on 2026-11-24 on this 2-core machine, the suite split into two processes (DNA tasks / protein tasks) "
+    "next to a third job, so each run had ~2/3 of a core. Seconds per run, mean over seeds, lm_lora (lm_pretrained "
+    "the same within 15%): deeploc1 540, splice ~450, prom_300_tata 185, tf0-tf4 60-75 each, prom_core_all 40, "
+    "ptm_st/ptm_y 27; lm_full about the same where run (tf, prom_core_all, PTM); kmer_logreg 1-9 s and cnn 4-40 s. "
+    "One seed of kmer_logreg + cnn + lm_lora + lm_pretrained over all 11 tasks took ~45 min of such run time, "
+    "~30 min of CPU. Hence the default with --pretrained-* (3 seeds, 4 LM variants) is ~3 h of CPU, ~1.5 h on 2 "
+    "free cores in two processes; without them (lm_lora + lm_full) about half of that. --quick: 4-8 min."
 )
 
 

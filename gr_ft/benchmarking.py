@@ -22,18 +22,13 @@ import math
 import os
 import tempfile
 from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; run one suite process per results file there
-    fcntl = None
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 
 from .config import DataConfig
 from .data import LabeledSplit, load_splits
@@ -231,19 +226,10 @@ class ResultsFile:
             )
         self.data = saved
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """An exclusive advisory lock for this results path (a lock file in the temp folder, keyed by the path)."""
-        if fcntl is None:
-            yield
-            return
+    def _lock(self) -> FileLock:
+        """An exclusive lock for this results path (its lock file lives in the temp folder, keyed by the path)."""
         key = hashlib.sha1(str(self.path.resolve()).encode()).hexdigest()[:16]
-        with open(Path(tempfile.gettempdir()) / f"gr_ft_results_{key}.lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return FileLock(Path(tempfile.gettempdir()) / f"gr_ft_results_{key}.lock")
 
     def update(self, change: Callable[[dict[str, Any]], None]) -> None:
         """Re-read the file, apply ``change`` to its data and save, all under a lock.
@@ -251,7 +237,7 @@ class ResultsFile:
         Several suite processes (say, one per CPU core, each with its own ``--tasks``) can therefore share
         one results file without losing each other's records.
         """
-        with self._locked():
+        with self._lock():
             self.reload()
             change(self.data)
             self.save()
