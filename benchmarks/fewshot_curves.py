@@ -6,6 +6,9 @@
     python benchmarks/fewshot_curves.py --data ../shared/data/fewshot/gue_emp_yeast --meta-test H3 H4 H3K4me3
     python benchmarks/fewshot_curves.py --data ../shared/data/fewshot/gue_mouse_tf --meta-test mouse0 mouse3
     python benchmarks/fewshot_curves.py --data ../shared/data/tf/gue_human_tf --meta-test tf0 tf1
+    # a new cell type from another collection: meta-train on all human TF tasks, meta-test on HepG2 vs K562
+    python benchmarks/fewshot_curves.py --data ../shared/data/tf/gue_human_tf \
+        --meta-test-data ../shared/data/fewshot/dnadiffusion_celltype_dhs --name hepg2_vs_k562_from_human_tf
     # a pretrained backbone instead of a random one built from config (e.g. from gr-ft pretrain):
     ... --backbone runs/pretrain_dna_bpe
     # any MetaTrainConfig field, for both meta-learners:  ... --set meta.meta_steps=400 lora.r=16
@@ -23,8 +26,9 @@ fixed sample of its test split. Methods, all on the same backbone:
 
 The adaptation learning rate of the two fine-tuning methods is picked, per method, from
 ``--adapt-lrs`` on the meta-train tasks (k = 16, dev split), never on a meta-test task. Meta-test
-tasks are loaded only after meta-training. Results go to ``docs/fewshot_<data>.json`` (every
-task x method x k x seed), and ``docs/fewshot.md`` + ``docs/fewshot_curves.png`` are re-rendered
+tasks are loaded only after meta-training. Labels become class ids per task (sorted), so a meta-test
+task may name its classes differently (HepG2/K562 after meta-training on 0/1). Results go to
+``docs/fewshot_<data>.json`` (every task x method x k x seed), and ``docs/fewshot.md`` + ``docs/fewshot_curves.png`` are re-rendered
 from all such files (text between ``<!-- notes -->`` and ``<!-- /notes -->`` is kept).
 """
 
@@ -37,6 +41,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -52,6 +57,7 @@ from gr_ft.meta import compute_prototypes, prototype_logits, snapshot_trainable,
 from gr_ft.meta.adapt import embed_sequences, finetune_on_support, make_adapter_trainable, score_sequences
 from gr_ft.meta.config import MetaTrainConfig
 from gr_ft.meta.run import load_tasks, prepare_meta_tasks, read_meta_record
+from gr_ft.meta.tasks import TaskCollection
 from gr_ft.modeling import build_backbone, build_task_model, default_tokenizer_name, load_backbone
 from gr_ft.recipes import meta_protonet, meta_reptile
 from gr_ft.run import load_model_for_run
@@ -87,7 +93,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="synthetic:cell_type",
                         help="task collection: synthetic:cell_type (default) or a folder of task folders")
-    parser.add_argument("--meta-test", nargs="+", help="held-out task names (default for synthetic: HeLa HepG2)")
+    parser.add_argument("--meta-test", nargs="+", help="held-out task names (default for synthetic: HeLa HepG2; "
+                                                       "with --meta-test-data: all of its tasks)")
+    parser.add_argument("--meta-test-data", help="take the meta-test tasks from this collection instead; every task "
+                                                 "of --data is then meta-trained on")
     parser.add_argument("--name", help="name of the results (default: the data folder's name)")
     parser.add_argument("--backbone", help="pretrained backbone folder or Hub id (default: a small one built from "
                                            "config, random weights, shared by every method)")
@@ -112,13 +121,42 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 def base_overrides(args) -> list[str]:
     synthetic = args.data.startswith("synthetic:")
-    meta_test = args.meta_test or (SYNTHETIC_META_TEST if synthetic else None)
-    if not meta_test:
-        raise SystemExit("--meta-test is required for real data (e.g. --meta-test H3 H4 H3K4me3)")
     preset = PRESETS["synthetic" if synthetic else "real"]
     if args.backbone:  # a given backbone brings its own size and tokenizer; keep only the input settings
         preset = [item for item in preset if not item.startswith("model.")] + ["model.tokenizer=null"]
+    if args.meta_test_data:  # meta-test tasks from elsewhere: meta-train on every task of --data
+        check_task_folders(Path(args.meta_test_data), args.meta_test)
+        return [*preset, *META_DEFAULTS, f"meta.tasks={args.data}", "meta.meta_test_fraction=0"]
+    meta_test = args.meta_test or (SYNTHETIC_META_TEST if synthetic else None)
+    if not meta_test:
+        raise SystemExit("--meta-test is required for real data (e.g. --meta-test H3 H4 H3K4me3)")
     return [*preset, *META_DEFAULTS, f"meta.tasks={args.data}", f"meta.meta_test=[{','.join(meta_test)}]"]
+
+
+def check_task_folders(folder: Path, names: Optional[list[str]]) -> None:
+    """Fail before meta-training when --meta-test names a task folder --meta-test-data does not have."""
+    if not folder.is_dir():
+        raise SystemExit(f"--meta-test-data {folder} is not a folder of task folders")
+    found = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    unknown = sorted(set(names or []) - set(found))
+    if unknown:
+        raise SystemExit(f"--meta-test {unknown} not in {folder}; its tasks are {found}")
+
+
+def load_meta_test_collection(cfg: MetaTrainConfig, args, names: list[str], split: str) -> TaskCollection:
+    """The meta-test tasks' rows (named tasks of --data, or of --meta-test-data); read after meta-training."""
+    if not args.meta_test_data:
+        return load_tasks(cfg, split).subset(names)
+    collection = load_tasks(replace(cfg, meta=replace(cfg.meta, tasks=args.meta_test_data)), split)
+    return collection.subset(args.meta_test or collection.names)
+
+
+def task_classes(frame: pd.DataFrame, n_way: int, source: str) -> list[str]:
+    """A task's class names in class-id order (sorted), so tasks may name their classes differently."""
+    classes = sorted(frame["label"].unique())
+    if len(classes) != n_way:
+        raise SystemExit(f"task {source} has {len(classes)} classes {classes}; the curves need {n_way} in every task")
+    return classes
 
 
 def prepare_backbone(cfg: MetaTrainConfig, args, work: Path) -> tuple[str, str]:
@@ -164,31 +202,31 @@ def query_sample(frame: pd.DataFrame, max_rows: int) -> pd.DataFrame:
 class FineTuner:
     """A model whose trainable weights are reset to one initialisation before every support set."""
 
-    def __init__(self, model, tokenizer, cfg: MetaTrainConfig, classes: list[str], steps: int, batch_size: int):
-        self.model, self.tokenizer, self.cfg, self.classes = model, tokenizer, cfg, classes
+    def __init__(self, model, tokenizer, cfg: MetaTrainConfig, steps: int, batch_size: int):
+        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.steps, self.batch_size = steps, batch_size
         make_adapter_trainable(model)
         self.init = snapshot_trainable(model)
 
-    def score(self, support: pd.DataFrame, query: pd.DataFrame, lr: float, seed: int) -> dict[str, float]:
+    def score(self, support: pd.DataFrame, query: pd.DataFrame, classes: list[str], lr: float,
+              seed: int) -> dict[str, float]:
         restore_trainable(self.model, self.init)
         torch.manual_seed(seed)
-        ids = [self.classes.index(label) for label in support["label"]]
+        ids = [classes.index(label) for label in support["label"]]
         order = np.random.default_rng(seed).permutation(len(support))  # mix classes within mini-batches
         finetune_on_support(self.model, self.tokenizer, support["sequence"].to_numpy()[order].tolist(),
                             [ids[i] for i in order], self.steps, lr, self.cfg.max_length, self.cfg.crop,
                             self.batch_size)
         return score_sequences(self.model, self.tokenizer, query["sequence"].tolist(),
-                               [self.classes.index(label) for label in query["label"]], self.cfg.problem_type,
-                               len(self.classes), self.cfg.max_length, self.cfg.crop)
+                               [classes.index(label) for label in query["label"]], self.cfg.problem_type,
+                               len(classes), self.cfg.max_length, self.cfg.crop)
 
 
 class PrototypeScorer:
     """Prototype classification from cached embeddings (pool and query embedded once per task)."""
 
-    def __init__(self, model, tokenizer, cfg: MetaTrainConfig, classes: list[str], distance: str = "euclidean",
-                 temperature: float = 1.0):
-        self.model, self.tokenizer, self.cfg, self.classes = model, tokenizer, cfg, classes
+    def __init__(self, model, tokenizer, cfg: MetaTrainConfig, distance: str = "euclidean", temperature: float = 1.0):
+        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.distance, self.temperature = distance, temperature
         self.cache: dict[tuple[str, str], torch.Tensor] = {}
 
@@ -199,12 +237,12 @@ class PrototypeScorer:
         return self.cache[task, kind]
 
     def score(self, pool_embeddings: torch.Tensor, support_rows: np.ndarray, support_labels: list[str],
-              query_embeddings: torch.Tensor, query_labels: list[str]) -> dict[str, float]:
-        ids = torch.tensor([self.classes.index(label) for label in support_labels])
-        prototypes = compute_prototypes(pool_embeddings[torch.as_tensor(support_rows)], ids, len(self.classes))
+              query_embeddings: torch.Tensor, query_labels: list[str], classes: list[str]) -> dict[str, float]:
+        ids = torch.tensor([classes.index(label) for label in support_labels])
+        prototypes = compute_prototypes(pool_embeddings[torch.as_tensor(support_rows)], ids, len(classes))
         logits = prototype_logits(query_embeddings, prototypes, self.distance, self.temperature)
-        accumulator = MetricAccumulator(self.cfg.problem_type, len(self.classes))
-        accumulator.add_batch(logits, torch.tensor([self.classes.index(label) for label in query_labels]))
+        accumulator = MetricAccumulator(self.cfg.problem_type, len(classes))
+        accumulator.add_batch(logits, torch.tensor([classes.index(label) for label in query_labels]))
         return accumulator.compute()
 
 
@@ -217,9 +255,10 @@ def choose_lr(tuner: FineTuner, cfg: MetaTrainConfig, lrs: list[float], label: s
         mccs = []
         for task in tasks:
             pool, query = data.train[task], query_sample(data.val[task], 200)
+            classes = task_classes(pool, cfg.meta.n_way, task)
             for seed in (0,):
-                support = pool.iloc[support_index(pool, tuner.classes, 16, 100 + seed)]
-                mccs.append(tuner.score(support, query, lr, seed)["mcc"])
+                support = pool.iloc[support_index(pool, classes, 16, 100 + seed)]
+                mccs.append(tuner.score(support, query, classes, lr, seed)["mcc"])
         scores[lr] = float(np.mean(mccs))
         print(f"  {label}: lr {lr:g} -> mean MCC {scores[lr]:.3f} on meta-train tasks {tasks} (dev)", flush=True)
     return max(scores, key=scores.get), scores
@@ -251,17 +290,13 @@ def run(args) -> dict:
     for method, recipe in (("reptile", meta_reptile), ("protonet", meta_protonet)):
         runs[method], timings[f"meta_train_{method}_s"] = meta_train(recipe, configs[method])
     record = read_meta_record(runs["reptile"])
-    classes, meta_test = record.classes, record.meta_test_tasks
-    if classes is None:
-        raise SystemExit("the tasks do not share one label set; the curves need the same classes in every task")
 
     tokenizer = SequenceTokenizer.from_pretrained(tokenizer_name)
-    plain_model, _ = build_task_model(cfg.model, tokenizer, cfg.problem_type, len(classes))
+    plain_model, _ = build_task_model(cfg.model, tokenizer, cfg.problem_type, cfg.meta.n_way)
     torch.manual_seed(0)
     tuners = {
-        "plain": FineTuner(apply_adapter(plain_model, cfg.lora), tokenizer, cfg, classes, args.adapt_steps,
-                           args.batch_size),
-        "reptile": FineTuner(load_model_for_run(runs["reptile"])[0], tokenizer, cfg, classes, args.adapt_steps,
+        "plain": FineTuner(apply_adapter(plain_model, cfg.lora), tokenizer, cfg, args.adapt_steps, args.batch_size),
+        "reptile": FineTuner(load_model_for_run(runs["reptile"])[0], tokenizer, cfg, args.adapt_steps,
                              args.batch_size),
     }
     lr_choice, t = {}, time.time()
@@ -270,13 +305,16 @@ def run(args) -> dict:
     timings["lr_selection_s"] = time.time() - t
     protonet_record = read_meta_record(runs["protonet"])
     scorers = {
-        "protonet": PrototypeScorer(load_model_for_run(runs["protonet"])[0], tokenizer, cfg, classes,
+        "protonet": PrototypeScorer(load_model_for_run(runs["protonet"])[0], tokenizer, cfg,
                                     protonet_record.distance, protonet_record.temperature),
-        "protonet_frozen": PrototypeScorer(load_backbone(backbone), tokenizer, cfg, classes),
+        "protonet_frozen": PrototypeScorer(load_backbone(backbone), tokenizer, cfg),
     }
 
     # meta-test tasks: read only now, after meta-training and learning-rate selection
-    pools, queries = load_tasks(cfg, "train").subset(meta_test), load_tasks(cfg, "test").subset(meta_test)
+    pools = load_meta_test_collection(cfg, args, record.meta_test_tasks, "train")
+    meta_test = pools.names
+    queries = load_meta_test_collection(cfg, args, meta_test, "test")
+    classes = {task: task_classes(pools[task], cfg.meta.n_way, task) for task in meta_test}
     results, t = [], time.time()
     for task in meta_test:
         pool, query = pools[task], query_sample(queries[task], args.max_query)
@@ -285,22 +323,23 @@ def run(args) -> dict:
             query_embeddings = scorer.embed(task, "query", query["sequence"].tolist())
             for k in args.shots:
                 for seed in args.seeds:
-                    rows = support_index(pool, classes, k, seed)
+                    rows = support_index(pool, classes[task], k, seed)
                     metrics = scorer.score(pool_embeddings, rows, pool["label"].iloc[rows].tolist(),
-                                           query_embeddings, query["label"].tolist())
+                                           query_embeddings, query["label"].tolist(), classes[task])
                     results.append(result_row(task, method, k, seed, metrics))
         for method, tuner in tuners.items():
             for k in args.shots:
                 for seed in args.seeds:
-                    support = pool.iloc[support_index(pool, classes, k, seed)]
-                    metrics = tuner.score(support, query, lr_choice[method][0], seed)
+                    support = pool.iloc[support_index(pool, classes[task], k, seed)]
+                    metrics = tuner.score(support, query, classes[task], lr_choice[method][0], seed)
                     results.append(result_row(task, method, k, seed, metrics))
                 print(f"  {task} {method} k={k}: MCC {np.mean([r['mcc'] for r in results[-len(args.seeds):]]):.3f}"
                       f" ({time.time() - started:.0f} s so far)", flush=True)
     timings["adaptation_s"] = time.time() - t
     timings["total_s"] = time.time() - started
     report = {
-        "name": name, "data": args.data, "meta_test": meta_test, "meta_train": record.meta_train_tasks,
+        "name": name, "data": args.data, "meta_test_data": args.meta_test_data or args.data,
+        "meta_test": meta_test, "meta_train": record.meta_train_tasks,
         "classes": classes, "backbone": args.backbone or "built from config (random weights)",
         "tokenizer": tokenizer_name, "shots": args.shots, "seeds": args.seeds, "max_query": args.max_query,
         "query_rows": {task: min(args.max_query, len(queries[task])) for task in meta_test},
@@ -336,6 +375,9 @@ def markdown_section(report: dict) -> str:
     table = curve_table(report)
     shots = report["shots"]
     lines = [f"## {report['name']}: meta-test tasks {', '.join(report['meta_test'])}", ""]
+    source = report.get("meta_test_data", report["data"])
+    if source != report["data"]:
+        lines.append(f"Meta-test tasks from `{source}`, a collection never seen in meta-training.")
     lines.append(f"Meta-train tasks: {', '.join(report['meta_train'])}. MCC on {report['max_query']} (or all) test "
                  f"rows per meta-test task, averaged over the meta-test tasks; mean ± sd over "
                  f"{len(report['seeds'])} support samples (seeds {report['seeds'][0]}-{report['seeds'][-1]}).")
@@ -417,8 +459,12 @@ def plot_curves(reports: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(reports), figsize=(5.5 * len(reports), 4.2), squeeze=False)
-    for ax, report in zip(axes[0], reports):
+    columns = min(3, len(reports))
+    rows = -(-len(reports) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4.2 * rows), squeeze=False)
+    for ax in axes.flat[len(reports):]:
+        ax.set_visible(False)
+    for ax, report in zip(axes.flat, reports):
         table = curve_table(report)
         for method, label in METHODS.items():
             rows = table[table.method == method].sort_values("k")

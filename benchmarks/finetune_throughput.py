@@ -42,6 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     parser.add_argument("--memory-limit-gb", type=float, default=16.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", help="also write the results as JSON here")
     parser.add_argument("--child", nargs=2, metavar=("PATH", "BATCH"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -170,7 +171,9 @@ def run_child(args, path: str, batch_size: int) -> dict:
                           env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     result = {"path": path, "batch_size": batch_size, "wall_s": round(time.time() - started, 1)}
     if done.returncode != 0:
-        oom = "MemoryError" in done.stderr or "out of memory" in done.stderr.lower() or done.returncode < 0
+        stderr = done.stderr.lower()
+        oom = any(sign in stderr for sign in ("memoryerror", "out of memory", "cannot allocate memory",
+                                               "can't allocate memory")) or done.returncode < 0
         result["error"] = f"out of memory (cap {args.memory_limit_gb:g} GB)" if oom else done.stderr[-500:]
         return result
     result.update(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -178,15 +181,18 @@ def run_child(args, path: str, batch_size: int) -> dict:
 
 
 def print_table(results: list[dict]) -> None:
-    print(f"\n{'path':<22}{'batch':>6}{'real tok/s':>12}{'peak GB':>9}{'vs plain':>10}")
+    """Side by side: each configuration against the plain path at the same batch, and at its best batch."""
     plain = {r["batch_size"]: r.get("tokens_per_s") for r in results if r["path"] == "plain"}
+    best_plain = max((v for v in plain.values() if v), default=None)
+    print(f"\n{'path':<22}{'batch':>6}{'real tok/s':>12}{'peak GB':>9}{'vs plain':>10}{'vs best plain':>15}")
     for r in results:
         if "error" in r:
             print(f"{r['path']:<22}{r['batch_size']:>6}  {r['error']}")
             continue
         base = plain.get(r["batch_size"])
         ratio = f"{r['tokens_per_s'] / base:.2f}x" if base else "-"
-        print(f"{r['path']:<22}{r['batch_size']:>6}{r['tokens_per_s']:>12.0f}{r['peak_gb']:>9.2f}{ratio:>10}")
+        best = f"{r['tokens_per_s'] / best_plain:.2f}x" if best_plain else "-"
+        print(f"{r['path']:<22}{r['batch_size']:>6}{r['tokens_per_s']:>12.0f}{r['peak_gb']:>9.2f}{ratio:>10}{best:>15}")
 
 
 def main(argv=None) -> None:
@@ -202,6 +208,10 @@ def main(argv=None) -> None:
             results.append(run_child(args, path, batch_size))
             print(json.dumps(results[-1]), flush=True)
     print_table(results)
+    if args.output:
+        Path(args.output).write_text(json.dumps({"command": " ".join(sys.argv), "threads": args.threads,
+                                                 "steps": args.steps, "warmup": args.warmup, "results": results},
+                                                indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from .config import FinetuneConfig, load_config
 from .labels import LabelSpec, load_label_spec
 from .modeling import _looks_local
 from .run import FINISHED_MARKER, BaseModelRecord
+from .tokenization import shipped_dir
 
 __all__ = [
     "render_model_card",
@@ -66,7 +67,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "adapter_card.md"
+CARD_TEMPLATE = shipped_dir("model_cards") / "adapter_card.md"
 LEAKAGE_REPORT = "leakage_report.json"
 """Optional: a :func:`gr_ft.leakage.leakage_report` saved as JSON in the run folder; summarised in the card."""
 MERGE_RECORD = "merged_from.json"

@@ -67,8 +67,16 @@ ESM_ALPHABET = (
 """The ESM-2 vocabulary in id order (33 tokens; <mask> = 32)."""
 
 STANDARD_AMINO_ACIDS = frozenset("ACDEFGHIKLMNPQRSTVWY")
-SHIPPED_TOKENIZERS_DIR = Path(__file__).resolve().parent.parent / "tokenizers"
-DEFAULT_DNA_CORPUS = SHIPPED_TOKENIZERS_DIR.parent.parent / "shared/data/corpus/indomain_dna_train.fasta.gz"
+
+
+def shipped_dir(name: str) -> Path:
+    """A top-level folder of the checkout (tokenizers, model_cards), or its copy inside a wheel (gr_ft/shipped/)."""
+    checkout = Path(__file__).resolve().parent.parent / name
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "shipped" / name
+
+
+SHIPPED_TOKENIZERS_DIR = shipped_dir("tokenizers")
+DEFAULT_DNA_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared/data/corpus/indomain_dna_train.fasta.gz"
 BPE_TRAIN_CHUNK_BP = 1000  # long records are cut so BPE merges never scan megabase "words"
 KINDS = ("kmer", "nucleotide", "protein", "bpe", "other")
 _DNA_SPECIALS = dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")

@@ -147,6 +147,8 @@ def test_split_tasks_holds_whole_tasks_out(tasks):
         split_tasks(tasks, meta_test=["Liver"])
     with pytest.raises(ValueError, match="leaves no meta-train task"):
         split_tasks(tasks, meta_test=0.99)
+    everything = split_tasks(tasks, meta_test=0.0)  # meta-test tasks from another collection
+    assert everything.meta_test == [] and everything.meta_train == tasks.names
 
 
 @pytest.mark.data

@@ -215,6 +215,29 @@ def test_any_fine_tuning_run_adapts(tiny_overrides, new_task, tmp_path):
     assert metrics["adaptation"]["support_counts"] == {"0": 2, "1": 2} and metrics["eval"]["n"] == 40
 
 
+def test_new_task_with_its_own_label_names_adapts_with_new_labels(runs, new_task, tmp_path, capsys):
+    """A cell-type task labelled HepG2/K562 after meta-training on 0/1: refused, unless --new-labels."""
+    names = {"0": "K562", "1": "HepG2"}  # sorted: HepG2 -> output 0, K562 -> output 1
+    for split in ("support", "eval"):
+        frame = pd.read_csv(new_task / f"{split}.csv")
+        frame.assign(label=frame.label.astype(str).map(names)).to_csv(tmp_path / f"{split}.csv", index=False)
+    source = runs["protonet"][0]
+    with pytest.raises(ValueError, match=r"support.csv:2: unknown label 'K562'.*--new-labels"):
+        adapt_run(source, tmp_path / "support.csv", tmp_path / "adapted")
+    code = cli_main(["adapt", str(source), str(tmp_path / "support.csv"), str(tmp_path / "adapted"),
+                     "--eval-data", str(tmp_path / "eval.csv"), "--new-labels"])
+    assert code == 0
+    metrics = json.loads((tmp_path / "adapted" / "metrics.json").read_text())
+    assert metrics["adaptation"]["classes"] == ["HepG2", "K562"] and metrics["eval"]["n"] == 40
+    # same prototypes as the 0/1 labels with the class order swapped: the renamed run predicts the renamed classes
+    code = cli_main(["adapt", str(source), str(new_task / "support.csv"), str(tmp_path / "plain")])
+    queries = pd.read_csv(tmp_path / "eval.csv").sequence.tolist()
+    renamed, plain = load_run(tmp_path / "adapted").predict(queries), load_run(tmp_path / "plain").predict(queries)
+    assert list(renamed.columns) == ["prediction", "prob_HepG2", "prob_K562"]
+    assert abs(renamed.prob_HepG2.to_numpy() - plain.prob_1.to_numpy()).max() < 1e-5
+    assert (renamed.prediction == plain.prediction.astype(str).map(names)).all()
+
+
 @pytest.mark.parametrize("rows,message", [
     ([("ACGTACGTACGT", "0"), ("ACGTTTGTACGT", "2")], r"support.csv:3: unknown label '2'"),
     ([("ACGTACGTACGT", "0"), ("ACGTTTGTACGT", "0")], r"class\(es\) \['1'\] have no support example"),

@@ -87,7 +87,7 @@ def _check_known_labels(frame: pd.DataFrame, names: Sequence[str], source: Path,
     for label, line in zip(frame[label_column], frame["_line"]):
         if label not in names:
             raise ValueError(f"{source}:{line}: unknown label {label!r}; this run knows {list(names)}. "
-                             f"Fix the label, or adapt a run trained on these classes")
+                             f"Fix the label, or pass --new-labels if the new task names its classes differently")
 
 
 def read_support(path: str | Path, names: Sequence[str], alphabet: str = "dna", k_shot: Optional[int] = None,
@@ -294,25 +294,32 @@ def _resolve_method(method: str, record: Optional[MetaRecord]) -> str:
     return "protonet" if record is not None and record.method == "protonet" else "finetune"
 
 
-def _adapted_spec(spec: LabelSpec, record: Optional[MetaRecord], support_labels: Sequence[str]) -> LabelSpec:
-    """The run's label map; for a meta run over tasks with different labels, the support's sorted classes."""
+def _adapted_spec(spec: LabelSpec, record: Optional[MetaRecord], support_labels: Sequence[str],
+                  new_labels: bool = False) -> LabelSpec:
+    """The run's label map, or the support's sorted classes for a task with labels of its own.
+
+    The support's classes take the head's outputs in sorted order when the meta run was trained on
+    tasks with different labels (its outputs are episode classes), or when ``new_labels`` says the
+    new task names its classes differently (e.g. ``HepG2``/``K562`` after meta-training on ``0``/``1``).
+    """
     if spec.problem_type not in ("binary", "multiclass"):
         raise ValueError(f"gr-ft adapt handles classification runs; this run is {spec.problem_type}")
-    if record is None or record.classes is not None:
+    episode_classes = record is not None and record.classes is None
+    if not (episode_classes or new_labels):
         return spec
     names = sorted(set(support_labels))
     if len(names) != spec.num_labels:
-        raise ValueError(f"this run's head has {spec.num_labels} outputs (episode classes); the support set has "
-                         f"{len(names)} classes {names}")
+        raise ValueError(f"this run's head has {spec.num_labels} outputs; the support set has {len(names)} classes "
+                         f"{names}. Give a support set with {spec.num_labels} classes")
     return LabelSpec(spec.problem_type, names, spec.separator)
 
 
 def _read_inputs(support_csv, eval_data, spec: LabelSpec, record: Optional[MetaRecord], cfg, alphabet: str,
-                 k_shot, eval_split: str, max_eval, seed: int):
+                 k_shot, eval_split: str, max_eval, seed: int, new_labels: bool):
     """(label map, support rows, evaluation rows or None), every input checked before anything is written."""
     columns = {"sequence_column": cfg.data.sequence_column, "label_column": cfg.data.label_column}
     raw = _read_labelled(Path(support_csv), alphabet, **columns)
-    spec = _adapted_spec(spec, record, raw[cfg.data.label_column].tolist())
+    spec = _adapted_spec(spec, record, raw[cfg.data.label_column].tolist(), new_labels)
     support = read_support(support_csv, spec.names, alphabet, k_shot, seed, **columns)
     evaluation = None
     if eval_data is not None:
@@ -339,11 +346,12 @@ def _adapt_model(model, tokenizer, spec: LabelSpec, cfg, record: Optional[MetaRe
 def adapt_run(run_dir: str | Path, support_csv: str | Path, out_dir: str | Path, *, eval_data: Optional[str] = None,
               k_shot: Optional[int] = None, steps: Optional[int] = None, lr: Optional[float] = None,
               method: str = "auto", batch_size: int = 32, eval_split: str = "test", max_eval: Optional[int] = None,
-              seed: int = 0, overwrite: bool = False) -> dict:
+              seed: int = 0, new_labels: bool = False, overwrite: bool = False) -> dict:
     """Adapt a run folder to a new task from its support CSV; write the adapted run and its metrics.
 
     ``steps``/``lr`` default to the run's ``meta.json`` (Reptile: its adaptation steps and inner
-    learning rate; ProtoNet: 0 steps) or to 30 steps at the run's ``train.lr``.
+    learning rate; ProtoNet: 0 steps) or to 30 steps at the run's ``train.lr``. ``new_labels``: the
+    support's classes (sorted) take over the head's outputs, for a task that names its classes differently.
 
     Example:
         >>> adapt_run("runs/meta_protonet_yeast", "h4_support.csv", "runs/h4", eval_data="data/yeast/H4")["eval"]["mcc"]
@@ -360,7 +368,7 @@ def adapt_run(run_dir: str | Path, support_csv: str | Path, out_dir: str | Path,
     method = _resolve_method(method, record)
     alphabet = "protein" if tokenizer.kind == "protein" else "dna"
     spec, support, evaluation = _read_inputs(support_csv, eval_data, spec, record, cfg, alphabet, k_shot, eval_split,
-                                             max_eval, seed)
+                                             max_eval, seed, new_labels)
     steps = steps if steps is not None else (record.adapt_steps if record else DEFAULT_STEPS)
     lr = lr if lr is not None else (record.adapt_lr if record else cfg.train.lr)
     if steps < 0 or lr <= 0 or batch_size < 1:
@@ -372,6 +380,7 @@ def adapt_run(run_dir: str | Path, support_csv: str | Path, out_dir: str | Path,
         "source_run": str(run_dir), "method": method, "support": str(support_csv),
         "support_counts": support[cfg.data.label_column].value_counts().sort_index().to_dict(), "k_shot": k_shot,
         "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed, "final_loss": losses[-1] if losses else None,
+        "classes": spec.names,
     }}
     if evaluation is not None:
         metrics["eval"] = score_sequences(
@@ -405,6 +414,8 @@ EXAMPLES = """examples:
       --eval-data ../shared/data/fewshot/gue_emp_yeast/H3
   gr-ft adapt runs/meta_protonet_yeast h4_support.csv runs/h4_protonet --k-shot 8 --eval-data h4_test.csv
   gr-ft adapt runs/demo new_cells.csv runs/demo_new_cells --steps 50 --lr 1e-3 --seed 1
+  gr-ft adapt runs/meta_protonet_human_tf hepg2_k562_support.csv runs/hepg2_k562 --new-labels \
+      --eval-data ../shared/data/fewshot/dnadiffusion_celltype_dhs/hepg2_vs_k562
   gr-ft predict runs/h3_adapted --input candidates.fa --output -     # the adapted run predicts like any run
 """
 
@@ -429,6 +440,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, help="fine-tuning learning rate (default: from meta.json, else train.lr)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0, help="seeds the k-shot sample and the fine-tuning")
+    parser.add_argument("--new-labels", action="store_true",
+                        help="the new task names its classes differently from the run (e.g. HepG2/K562 after "
+                             "meta-training on 0/1): its sorted classes take the head's outputs")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished OUT_DIR")
     return parser
 
@@ -440,7 +454,7 @@ def adapt_main(argv: list[str]) -> int:
         metrics = adapt_run(args.run_dir, args.support, args.out_dir, eval_data=args.eval_data, k_shot=args.k_shot,
                             steps=args.steps, lr=args.lr, method=args.method, batch_size=args.batch_size,
                             eval_split=args.eval_split, max_eval=args.max_eval, seed=args.seed,
-                            overwrite=args.overwrite)
+                            new_labels=args.new_labels, overwrite=args.overwrite)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

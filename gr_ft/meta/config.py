@@ -46,7 +46,8 @@ class MetaConfig:
     """Task names held out for meta-testing (never seen in meta-training); empty holds out a seeded
     `meta_test_fraction` of the tasks."""
     meta_test_fraction: float = 0.25
-    """Fraction of tasks held out when `meta_test` is empty (seeded by train.seed)."""
+    """Fraction of tasks held out when `meta_test` is empty (seeded by train.seed); 0 holds out none, when the
+    meta-test tasks come from another collection (benchmarks/fewshot_curves.py --meta-test-data)."""
     val_fraction: float = 0.2
     """Rows of each meta-train task kept for validation episodes when the tasks have no dev split
     (a single file with `task_column`); otherwise validation episodes come from the dev split."""
@@ -108,9 +109,10 @@ class MetaConfig:
             raise ValueError(f"meta.tasks {self.tasks!r}: built-in task collections are {list(SYNTHETIC_TASKS)}")
         if self.meta_test is not None and not self.meta_test:
             self.meta_test = None
-        for flag in ("meta_test_fraction", "val_fraction"):
-            if not 0 < getattr(self, flag) < 1:
-                raise ValueError(f"meta.{flag} must be in (0, 1), got {getattr(self, flag)}")
+        if not 0 <= self.meta_test_fraction < 1:
+            raise ValueError(f"meta.meta_test_fraction must be in [0, 1), got {self.meta_test_fraction}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"meta.val_fraction must be in (0, 1), got {self.val_fraction}")
         for flag in ("synthetic_size", "synthetic_length_bp", "eval_every", "val_episodes", "checkpoint_every"):
             if getattr(self, flag) < 1:
                 raise ValueError(f"meta.{flag} must be >= 1, got {getattr(self, flag)}")

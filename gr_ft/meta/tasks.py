@@ -195,8 +195,10 @@ def load_task_collection(path: Union[str, Path], task_column: Optional[str] = No
 
 
 def _held_out_by_fraction(names: list[str], fraction: float, seed: int) -> list[str]:
-    if not 0 < fraction < 1:
-        raise ValueError(f"meta_test as a fraction must be in (0, 1), got {fraction}")
+    if not 0 <= fraction < 1:
+        raise ValueError(f"meta_test as a fraction must be in [0, 1), got {fraction}")
+    if fraction == 0:
+        return []  # every task meta-trains; the meta-test tasks come from another collection
     n_test = max(1, int(round(fraction * len(names))))
     if n_test >= len(names):
         raise ValueError(
@@ -209,6 +211,8 @@ def _held_out_by_fraction(names: list[str], fraction: float, seed: int) -> list[
 def split_tasks(collection: Mapping[str, pd.DataFrame], meta_test: Union[Sequence[str], float] = 0.2,
                 seed: int = 0) -> TaskSplit:
     """Hold whole tasks out for meta-testing: by name, or a seeded random ``fraction`` of them.
+
+    A fraction of 0 holds out nothing, for meta-test tasks taken from another collection.
 
     Example:
         >>> split_tasks(tasks, meta_test=["HeLa"]).meta_test
