@@ -22,14 +22,18 @@ fixed sample of its test split. Methods, all on the same backbone:
 * plain LoRA fine-tuning: a fresh adapter and head, ``--adapt-steps`` steps on the support set;
 * Reptile: meta-trained on the meta-train tasks (recipes/meta_reptile.py), then the same fine-tuning;
 * ProtoNet: meta-trained (recipes/meta_protonet.py), prototypes of the support set, no gradient step;
-* ProtoNet on the frozen backbone: prototypes of the untouched backbone's embeddings, no training at all.
+* ProtoNet on the frozen backbone: prototypes of the untouched backbone's embeddings, no training at all;
+* plain / Reptile from a prototype head: the same fine-tuning, but the head starts as the support set's
+  prototype classifier (temperature calibrated on the support) instead of the saved head. With Reptile's
+  adapter this is Proto-MAML's initialisation; it gives a head that means the new task's classes.
 
 The adaptation learning rate of the two fine-tuning methods is picked, per method, from
 ``--adapt-lrs`` on the meta-train tasks (k = 16, dev split), never on a meta-test task. Meta-test
 tasks are loaded only after meta-training. Labels become class ids per task (sorted), so a meta-test
 task may name its classes differently (HepG2/K562 after meta-training on 0/1). Results go to
-``docs/fewshot_<data>.json`` (every task x method x k x seed), and ``docs/fewshot.md`` + ``docs/fewshot_curves.png`` are re-rendered
-from all such files (text between ``<!-- notes -->`` and ``<!-- /notes -->`` is kept).
+``docs/fewshot_<data>.json`` (every task x method x k x seed), and ``docs/fewshot.md`` +
+``docs/fewshot_curves.png`` are re-rendered from all such files (text between ``<!-- notes -->``
+and ``<!-- /notes -->`` is kept).
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ from gr_ft.adapters import apply_adapter
 from gr_ft.config import load_config
 from gr_ft.evaluation import MetricAccumulator
 from gr_ft.meta import compute_prototypes, prototype_logits, snapshot_trainable, restore_trainable
-from gr_ft.meta.adapt import embed_sequences, finetune_on_support, make_adapter_trainable, score_sequences
+from gr_ft.meta.adapt import (embed_sequences, finetune_on_support, init_prototype_head, make_adapter_trainable,
+                              score_sequences)
 from gr_ft.meta.config import MetaTrainConfig
 from gr_ft.meta.run import load_tasks, prepare_meta_tasks, read_meta_record
 from gr_ft.meta.tasks import TaskCollection
@@ -70,6 +75,8 @@ METHODS = {
     "reptile": "Reptile init + fine-tuning",
     "protonet": "ProtoNet (meta-trained)",
     "protonet_frozen": "ProtoNet, frozen backbone (no training)",
+    "plain_protohead": "plain LoRA fine-tuning from a prototype head",
+    "reptile_protohead": "Reptile + prototype head, fine-tuned (Proto-MAML init)",
 }
 SYNTHETIC_META_TEST = ["HeLa", "HepG2"]
 # sizes that fit the CPU budget; any of them can be overridden with key=value
@@ -200,11 +207,15 @@ def query_sample(frame: pd.DataFrame, max_rows: int) -> pd.DataFrame:
 
 
 class FineTuner:
-    """A model whose trainable weights are reset to one initialisation before every support set."""
+    """A model whose trainable weights are reset to one initialisation before every support set.
 
-    def __init__(self, model, tokenizer, cfg: MetaTrainConfig, steps: int, batch_size: int):
+    ``prototype_head``: the head then starts as the support set's prototype classifier.
+    """
+
+    def __init__(self, model, tokenizer, cfg: MetaTrainConfig, steps: int, batch_size: int,
+                 prototype_head: bool = False):
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
-        self.steps, self.batch_size = steps, batch_size
+        self.steps, self.batch_size, self.prototype_head = steps, batch_size, prototype_head
         make_adapter_trainable(model)
         self.init = snapshot_trainable(model)
 
@@ -213,6 +224,9 @@ class FineTuner:
         restore_trainable(self.model, self.init)
         torch.manual_seed(seed)
         ids = [classes.index(label) for label in support["label"]]
+        if self.prototype_head:
+            init_prototype_head(self.model, self.tokenizer, support["sequence"].tolist(), ids, len(classes),
+                                self.cfg.max_length, self.cfg.crop)
         order = np.random.default_rng(seed).permutation(len(support))  # mix classes within mini-batches
         finetune_on_support(self.model, self.tokenizer, support["sequence"].to_numpy()[order].tolist(),
                             [ids[i] for i in order], self.steps, lr, self.cfg.max_length, self.cfg.crop,
@@ -294,10 +308,10 @@ def run(args) -> dict:
     tokenizer = SequenceTokenizer.from_pretrained(tokenizer_name)
     plain_model, _ = build_task_model(cfg.model, tokenizer, cfg.problem_type, cfg.meta.n_way)
     torch.manual_seed(0)
-    tuners = {
-        "plain": FineTuner(apply_adapter(plain_model, cfg.lora), tokenizer, cfg, args.adapt_steps, args.batch_size),
-        "reptile": FineTuner(load_model_for_run(runs["reptile"])[0], tokenizer, cfg, args.adapt_steps,
-                             args.batch_size),
+    models = {"plain": apply_adapter(plain_model, cfg.lora), "reptile": load_model_for_run(runs["reptile"])[0]}
+    tuners = {  # the two variants of a method share its model: every score() restores the initialisation first
+        f"{method}{suffix}": FineTuner(model, tokenizer, cfg, args.adapt_steps, args.batch_size, bool(suffix))
+        for method, model in models.items() for suffix in ("", "_protohead")
     }
     lr_choice, t = {}, time.time()
     for method, tuner in tuners.items():
@@ -385,7 +399,8 @@ def markdown_section(report: dict) -> str:
               "|---|" + "---|" * len(shots)]
     cell = {(r.method, r.k): f"{r['mean']:.3f} ± {r['std']:.3f}" for _, r in table.iterrows()}
     for method, label in METHODS.items():
-        lines.append(f"| {label} | " + " | ".join(cell.get((method, k), "-") for k in shots) + " |")
+        if any((method, k) in cell for k in shots):
+            lines.append(f"| {label} | " + " | ".join(cell.get((method, k), "-") for k in shots) + " |")
     lines += ["", gain_line(table, shots), "", per_task_table(report), "", sizes_text(report)]
     return "\n".join(lines)
 
@@ -394,8 +409,9 @@ def gain_line(table: pd.DataFrame, shots: list[int]) -> str:
     small = [k for k in shots if k <= 16]
     mean = table.set_index(["method", "k"])["mean"]
     plain = np.mean([mean["plain", k] for k in small])
+    present = set(table.method)
     parts = [f"{METHODS[m]} {100 * (np.mean([mean[m, k] for k in small]) - plain):+.1f}"
-             for m in ("reptile", "protonet", "protonet_frozen")]
+             for m in METHODS if m != "plain" and m in present]
     return (f"Gain over plain fine-tuning at k <= 16 (mean over k = {', '.join(map(str, small))}; MCC points): "
             + "; ".join(parts) + ".")
 
@@ -407,7 +423,7 @@ def per_task_table(report: dict) -> str:
     lines = ["Per task (mean MCC over seeds):", "", "| task | method | " + " | ".join(f"k={k}" for k in shots) + " |",
              "|---|---|" + "---|" * len(shots)]
     for task in report["meta_test"]:
-        for method in METHODS:
+        for method in [m for m in METHODS if (task, m, shots[0]) in means.index]:
             lines.append(f"| {task} | {method} | " + " | ".join(f"{means[task, method, k]:.3f}" for k in shots) + " |")
     return "\n".join(lines)
 
@@ -428,8 +444,9 @@ def sizes_text(report: dict) -> str:
         f"- ProtoNet: {protonet['meta_steps']} steps x {protonet['meta_batch_tasks']} episodes "
         f"({protonet['n_way']}-way {protonet['k_shot']}-shot, {protonet['query_size']} queries per class), Adam "
         f"{protonet['meta_lr']:g}, {protonet['distance']} distance.",
-        f"- adaptation (plain and Reptile): {report['adapt_steps']} Adam (beta1=0) steps, batch "
-        f"{report['batch_size']}, lr chosen on meta-train tasks: plain {lr['plain']:g}, Reptile {lr['reptile']:g}.",
+        f"- adaptation (fine-tuning methods): {report['adapt_steps']} Adam (beta1=0) steps, batch "
+        f"{report['batch_size']}, lr chosen per method on meta-train tasks: "
+        f"{', '.join(f'{m} {v:g}' for m, v in lr.items())}.",
         f"- wall time: {timings['total_s'] / 60:.1f} min ({', '.join(f'{k} {v:.0f}' for k, v in timings.items())}), "
         f"{report['machine']}.",
         f"- command: `{report['command']}`",
@@ -468,6 +485,8 @@ def plot_curves(reports: list[dict], path: Path) -> None:
         table = curve_table(report)
         for method, label in METHODS.items():
             rows = table[table.method == method].sort_values("k")
+            if rows.empty:
+                continue
             ax.errorbar(rows.k, rows["mean"], yerr=rows["std"], marker="o", capsize=3, label=label)
         ax.set_xscale("log", base=2)
         ax.set_xticks(report["shots"], [str(k) for k in report["shots"]])

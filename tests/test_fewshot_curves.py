@@ -64,7 +64,7 @@ def test_meta_test_tasks_from_another_collection_with_their_own_label_names(tmp_
     assert report["meta_train"] == ["GM12878", "HeLa", "HepG2", "K562"]  # every task of --data
     assert report["meta_test"] == ["hepg2_vs_k562"] and report["classes"] == {"hepg2_vs_k562": ["HepG2", "K562"]}
     rows = report["results"]
-    assert len(rows) == 4 * 2 * 2 and {r["method"] for r in rows} == set(curves.METHODS)
+    assert len(rows) == 6 * 2 * 2 and {r["method"] for r in rows} == set(curves.METHODS)
     assert all(r["n"] == 30 and -1 <= r["mcc"] <= 1 for r in rows)
     assert "a collection never seen in meta-training" in curves.markdown_section(report)
 

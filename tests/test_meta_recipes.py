@@ -14,7 +14,8 @@ from conftest import free_port
 from gr_ft.cli import main as cli_main
 from gr_ft.config import load_config, recipe_config_class
 from gr_ft.meta import EpisodeSampler, ProtoNetClassifier
-from gr_ft.meta.adapt import adapt_run, prototype_head_weights
+from gr_ft.meta.adapt import adapt_run, embed_sequences, init_prototype_head, prototype_head_weights
+from gr_ft.meta.episodes import encode_labeled_sequences
 from gr_ft.meta.config import MetaTrainConfig
 from gr_ft.modeling import build_backbone
 from gr_ft.recipes import finetune_lora, meta_protonet, meta_reptile
@@ -199,6 +200,25 @@ def test_protonet_run_adapts_with_prototypes_as_the_head(runs, new_task, tmp_pat
     expected = classifier.predict_proba(queries).numpy()
     got = load_run(tmp_path / "adapted").predict(queries)[["prob_0", "prob_1"]].to_numpy()
     assert abs(got - expected).max() < 1e-4
+
+
+def test_prototype_head_on_a_reptile_run_scores_like_calibrated_prototypes(runs, new_task, tmp_path):
+    """Proto-MAML's start: Reptile's adapter, the support's prototypes as the head, unit-spread logits."""
+    model, tokenizer, _, _ = load_model_for_run(runs["reptile"][0])
+    support = pd.read_csv(new_task / "support.csv")
+    sequences, labels = support.sequence.tolist(), support.label.tolist()
+    temperature = init_prototype_head(model, tokenizer, sequences, labels, 2, max_length=64)
+    embeddings = embed_sequences(model, tokenizer, sequences, max_length=64)
+    prototypes = torch.stack([embeddings[torch.tensor(labels) == c].mean(0) for c in (0, 1)])
+    expected = -torch.cdist(embeddings, prototypes) ** 2 / temperature
+    batch = encode_labeled_sequences(tokenizer, sequences, labels, max_length=64)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])["logits"].float()
+    torch.testing.assert_close(logits.softmax(-1), expected.softmax(-1), atol=1e-4, rtol=1e-3)
+    assert abs(float((logits - logits.mean(-1, keepdim=True)).std()) - 1.0) < 1e-3  # calibrated on the support
+    metrics = adapt_run(runs["reptile"][0], new_task / "support.csv", tmp_path / "adapted", method="protonet",
+                        steps=2, lr=1e-3, eval_data=new_task / "eval.csv")
+    assert metrics["adaptation"]["method"] == "protonet" and metrics["eval"]["n"] == 40
 
 
 def test_prototype_head_weights_known_answer():

@@ -8,7 +8,9 @@ From any finished run folder (meta-trained or not) and a small support CSV (``se
   squared euclidean distance, ``-||q - mu_c||^2 = 2 mu_c.q - ||mu_c||^2 - ||q||^2`` and the last
   term is the same for every class, so a linear head ``W_c = 2 mu_c``, ``b_c = -||mu_c||^2``
   (over the temperature) gives exactly the prototype classifier's softmax: ``gr_ft.load_run``
-  then predicts with the prototypes like with any head. ``--steps`` > 0 fine-tunes from there.
+  then predicts with the prototypes like with any head. ``--steps`` > 0 fine-tunes from there;
+  on a Reptile run, ``--method protonet --steps N`` is Proto-MAML's initialisation (meta-learned
+  adapter, prototype head), which suits a new task whose classes mean something else.
 
 The adapted folder is a normal run folder (``metrics.json`` holds the score on ``--eval-data``,
 the support counts and the adaptation settings). Every input is checked before anything is
@@ -44,7 +46,7 @@ from ..io import SPLIT_ALIASES, read_table, validate_sequences
 from ..labels import LabelSpec
 from ..run import BaseModelRecord, load_model_for_run, resolve_run_dir, write_run
 from .episodes import encode_labeled_sequences, split_batch
-from .protonet import DISTANCES, ProtoNetClassifier, compute_prototypes
+from .protonet import DISTANCES, ProtoNetClassifier, compute_prototypes, prototype_logits
 from .reptile import INNER_OPTIMIZERS, inner_loop
 from .run import META_FILE, MetaRecord, read_meta_record
 
@@ -58,6 +60,7 @@ __all__ = [
     "finetune_on_support",
     "prototype_head_weights",
     "set_prototype_head",
+    "init_prototype_head",
     "embed_sequences",
     "score_sequences",
 ]
@@ -263,6 +266,30 @@ def set_prototype_head(model: nn.Module, prototypes: torch.Tensor, distance: str
         linear.bias.copy_(bias.to(linear.bias))
 
 
+def init_prototype_head(model: nn.Module, tokenizer, sequences: Sequence[str], labels: Sequence[int],
+                        num_labels: int, max_length: int, crop: str = "start", distance: str = "euclidean",
+                        temperature: Optional[float] = None) -> float:
+    """Put the support set's prototype classifier into the head; returns the temperature used.
+
+    ``temperature=None`` calibrates it on the support itself: the sd of the support's logit margins
+    at temperature 1, so the head starts with logits of unit spread whatever the embedding scale
+    (a random backbone's embeddings lie close together). Fine-tuning from here is Proto-MAML's
+    initialisation (Triantafillou et al. 2020) when the adapter is meta-learned.
+
+    Example:
+        >>> init_prototype_head(model, tokenizer, ["ACGT" * 25, "TTTT" * 25], [0, 1], 2, max_length=128)
+        0.0123
+    """
+    embeddings = embed_sequences(model, tokenizer, sequences, max_length, crop)
+    ids = torch.as_tensor(list(labels))
+    prototypes = compute_prototypes(embeddings, ids, num_labels)
+    if temperature is None:
+        logits = prototype_logits(embeddings, prototypes, distance, 1.0)
+        temperature = max(float((logits - logits.mean(-1, keepdim=True)).std()), 1e-6)
+    set_prototype_head(model, prototypes, distance, temperature, float(embeddings.norm(dim=-1).mean()))
+    return temperature
+
+
 @torch.no_grad()
 def score_sequences(model: nn.Module, tokenizer, sequences: Sequence[str], labels: Sequence[int], problem_type: str,
                     num_labels: int, max_length: int, crop: str = "start", batch_size: int = 64) -> dict[str, float]:
@@ -330,14 +357,18 @@ def _read_inputs(support_csv, eval_data, spec: LabelSpec, record: Optional[MetaR
 
 def _adapt_model(model, tokenizer, spec: LabelSpec, cfg, record: Optional[MetaRecord], method: str,
                  support: pd.DataFrame, steps: int, lr: float, batch_size: int) -> list[float]:
-    """Prototypes into the head (protonet), then ``steps`` fine-tuning steps; returns the losses."""
+    """Prototypes into the head (protonet), then ``steps`` fine-tuning steps; returns the losses.
+
+    A ProtoNet run's prototypes use its meta-learned distance and temperature; on any other run
+    (Reptile, plain fine-tuning) the temperature is calibrated on the support set.
+    """
     sequences = support[cfg.data.sequence_column].tolist()
     labels = [spec.id_of[label] for label in support[cfg.data.label_column]]
     if method == "protonet":
-        embeddings = embed_sequences(model, tokenizer, sequences, cfg.data.max_length, cfg.data.crop)
-        prototypes = compute_prototypes(embeddings, torch.tensor(labels), spec.num_labels)
-        set_prototype_head(model, prototypes, record.distance if record else "euclidean",
-                           record.temperature if record else 1.0, float(embeddings.norm(dim=-1).mean()))
+        meta_learned = record is not None and record.method == "protonet"
+        init_prototype_head(model, tokenizer, sequences, labels, spec.num_labels, cfg.data.max_length, cfg.data.crop,
+                            record.distance if meta_learned else "euclidean",
+                            record.temperature if meta_learned else None)
     make_adapter_trainable(model)
     return finetune_on_support(model, tokenizer, sequences, labels, steps, lr, cfg.data.max_length, cfg.data.crop,
                                batch_size)
@@ -435,7 +466,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-eval", type=int, help="score at most this many rows (seeded sample)")
     parser.add_argument("--k-shot", type=int, help="use this many support examples per class (seeded sample)")
     parser.add_argument("--method", choices=ADAPT_METHODS, default="auto",
-                        help="auto: protonet for ProtoNet runs, else finetune")
+                        help="auto: protonet for ProtoNet runs, else finetune. protonet on a Reptile run with "
+                             "--steps N: prototype head, then fine-tuning (Proto-MAML's start)")
     parser.add_argument("--steps", type=int, help="fine-tuning steps (default: from meta.json, else 30)")
     parser.add_argument("--lr", type=float, help="fine-tuning learning rate (default: from meta.json, else train.lr)")
     parser.add_argument("--batch-size", type=int, default=32)
