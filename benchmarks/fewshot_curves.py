@@ -7,7 +7,7 @@
     python benchmarks/fewshot_curves.py --data ../shared/data/fewshot/gue_mouse_tf --meta-test mouse0 mouse3
     python benchmarks/fewshot_curves.py --data ../shared/data/tf/gue_human_tf --meta-test tf0 tf1
     # a new cell type from another collection: meta-train on all human TF tasks, meta-test on HepG2 vs K562
-    python benchmarks/fewshot_curves.py --data ../shared/data/tf/gue_human_tf \
+    python benchmarks/fewshot_curves.py --data ../shared/data/tf/gue_human_tf \\
         --meta-test-data ../shared/data/fewshot/dnadiffusion_celltype_dhs --name hepg2_vs_k562_from_human_tf
     # a pretrained backbone instead of a random one built from config (e.g. from gr-ft pretrain):
     ... --backbone runs/pretrain_dna_bpe

@@ -445,7 +445,7 @@ EXAMPLES = """examples:
       --eval-data ../shared/data/fewshot/gue_emp_yeast/H3
   gr-ft adapt runs/meta_protonet_yeast h4_support.csv runs/h4_protonet --k-shot 8 --eval-data h4_test.csv
   gr-ft adapt runs/demo new_cells.csv runs/demo_new_cells --steps 50 --lr 1e-3 --seed 1
-  gr-ft adapt runs/meta_protonet_human_tf hepg2_k562_support.csv runs/hepg2_k562 --new-labels \
+  gr-ft adapt runs/meta_protonet_human_tf hepg2_k562_support.csv runs/hepg2_k562 --new-labels \\
       --eval-data ../shared/data/fewshot/dnadiffusion_celltype_dhs/hepg2_vs_k562
   gr-ft predict runs/h3_adapted --input candidates.fa --output -     # the adapted run predicts like any run
 """
