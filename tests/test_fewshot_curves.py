@@ -1,4 +1,4 @@
-"""benchmarks/fewshot_curves.py: the settings it hands the meta-learners (the curves themselves are a benchmark)."""
+"""benchmarks/fewshot_curves.py: the settings it hands the meta-learners, and one tiny run end to end."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from conftest import REPO
 from gr_ft.config import ModelConfig, load_config
 from gr_ft.meta.config import MetaTrainConfig
 from gr_ft.modeling import build_backbone
+from gr_ft.synthetic import cell_type_sequences
 from gr_ft.tokenization import SequenceTokenizer
 
 
@@ -46,8 +47,6 @@ def test_without_a_backbone_the_preset_builds_a_small_one():
 
 def test_meta_test_tasks_from_another_collection_with_their_own_label_names(tmp_path):
     """Meta-train on every synthetic cell type (labels 0/1), meta-test on a task labelled HepG2/K562."""
-    from gr_ft.synthetic import cell_type_sequences
-
     task = tmp_path / "dhs" / "hepg2_vs_k562"
     task.mkdir(parents=True)
     for seed, split in enumerate(("train", "dev", "test")):

@@ -250,7 +250,7 @@ def test_new_task_with_its_own_label_names_adapts_with_new_labels(runs, new_task
     metrics = json.loads((tmp_path / "adapted" / "metrics.json").read_text())
     assert metrics["adaptation"]["classes"] == ["HepG2", "K562"] and metrics["eval"]["n"] == 40
     # same prototypes as the 0/1 labels with the class order swapped: the renamed run predicts the renamed classes
-    code = cli_main(["adapt", str(source), str(new_task / "support.csv"), str(tmp_path / "plain")])
+    assert cli_main(["adapt", str(source), str(new_task / "support.csv"), str(tmp_path / "plain")]) == 0
     queries = pd.read_csv(tmp_path / "eval.csv").sequence.tolist()
     renamed, plain = load_run(tmp_path / "adapted").predict(queries), load_run(tmp_path / "plain").predict(queries)
     assert list(renamed.columns) == ["prediction", "prob_HepG2", "prob_K562"]
