@@ -41,6 +41,7 @@ from gr_ft.meta import (
     broadcast_trainable,
     compute_prototypes,
     encode_episode,
+    margin_spread,
     meta_lr_schedule,
     protonet_loss,
     sum_across_processes,
@@ -154,13 +155,12 @@ def calibrate_temperature(cfg, model, sampler, tasks, tokenizer, n_episodes: int
     Every process computes the same value (same weights, same episodes).
     """
     model.eval()
-    margins = []
+    logits = []
     for index in range(n_episodes):
         support, query = encode_episode(sampler.sample(index), tasks, tokenizer, cfg.max_length, cfg.crop)
-        logits = protonet_loss(model, support, query, cfg.meta.n_way, cfg.meta.distance, 1.0)["logits"]
-        margins.append(logits - logits.mean(-1, keepdim=True))  # Q, n_way
+        logits.append(protonet_loss(model, support, query, cfg.meta.n_way, cfg.meta.distance, 1.0)["logits"])
     model.train()
-    return max(float(torch.cat(margins).std()), 1e-6)
+    return margin_spread(torch.cat(logits))  # Q x n_way per episode
 
 
 def validate(cfg, accelerator, model, temperature, val_sampler, data, tokenizer, state: MetaState, out: Path) -> None:

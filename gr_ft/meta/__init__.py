@@ -26,6 +26,7 @@ from .protonet import (
     average_gradients,
     compute_prototypes,
     embed_batch,
+    margin_spread,
     protonet_loss,
     prototype_logits,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "ProtoNetConfig",
     "DISTANCES",
     "compute_prototypes",
+    "margin_spread",
     "prototype_logits",
     "embed_batch",
     "protonet_loss",

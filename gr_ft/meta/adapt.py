@@ -46,7 +46,7 @@ from ..io import SPLIT_ALIASES, read_table, validate_sequences
 from ..labels import LabelSpec
 from ..run import BaseModelRecord, load_model_for_run, resolve_run_dir, write_run
 from .episodes import encode_labeled_sequences, split_batch
-from .protonet import DISTANCES, ProtoNetClassifier, compute_prototypes, prototype_logits
+from .protonet import DISTANCES, ProtoNetClassifier, compute_prototypes, margin_spread, prototype_logits
 from .reptile import INNER_OPTIMIZERS, inner_loop
 from .run import META_FILE, MetaRecord, read_meta_record
 
@@ -284,8 +284,7 @@ def init_prototype_head(model: nn.Module, tokenizer, sequences: Sequence[str], l
     ids = torch.as_tensor(list(labels))
     prototypes = compute_prototypes(embeddings, ids, num_labels)
     if temperature is None:
-        logits = prototype_logits(embeddings, prototypes, distance, 1.0)
-        temperature = max(float((logits - logits.mean(-1, keepdim=True)).std()), 1e-6)
+        temperature = margin_spread(prototype_logits(embeddings, prototypes, distance, 1.0))
     set_prototype_head(model, prototypes, distance, temperature, float(embeddings.norm(dim=-1).mean()))
     return temperature
 

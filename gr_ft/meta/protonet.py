@@ -34,6 +34,7 @@ __all__ = [
     "DISTANCES",
     "compute_prototypes",
     "prototype_logits",
+    "margin_spread",
     "embed_batch",
     "protonet_loss",
     "average_gradients",
@@ -119,6 +120,16 @@ def prototype_logits(query_embeddings: torch.Tensor, prototypes: torch.Tensor, d
     if distance not in DISTANCES:
         raise ValueError(f"unknown distance {distance!r}; choose one of {sorted(DISTANCES)}")
     return DISTANCES[distance](query_embeddings, prototypes) / temperature
+
+
+def margin_spread(logits: torch.Tensor) -> float:
+    """The sd of logit margins (each row minus its mean): the temperature that gives them unit spread.
+
+    Example:
+        >>> margin_spread(torch.tensor([[-1., 1.], [1., -1.]]))
+        1.1547
+    """
+    return max(float((logits - logits.mean(-1, keepdim=True)).std()), 1e-6)
 
 
 def embed_batch(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
