@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 
 from gr_ft.baselines import BASELINES, SUPPORTED_PROBLEM_TYPES, BaselineConfig, run_baseline
-from gr_ft.benchmarking import describe_splits, format_mean_sd, load_task_splits
+from harness import describe_splits, format_mean_sd, load_task_splits
 from gr_ft.config import config_to_dict, load_config
 from gr_ft.labels import infer_label_spec
 

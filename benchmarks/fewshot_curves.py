@@ -2,6 +2,8 @@
 
     # default: the synthetic cell types, HeLa and HepG2 held out (~20 min on 2 busy CPU cores):
     python benchmarks/fewshot_curves.py
+    # a panel of 20 synthetic cell types over 16 shared TF motifs, cell16-cell20 held out:
+    python benchmarks/fewshot_curves.py --data synthetic:cell_type_panel --shots 4 8 16 --set meta.synthetic_size=8000
     # yeast histone marks (GUE EMP), three marks held out:
     python benchmarks/fewshot_curves.py --data ../shared/data/fewshot/gue_emp_yeast --meta-test H3 H4 H3K4me3
     python benchmarks/fewshot_curves.py --data ../shared/data/fewshot/gue_mouse_tf --meta-test mouse0 mouse3
@@ -11,7 +13,7 @@
         --meta-test-data ../shared/data/fewshot/dnadiffusion_celltype_dhs --name hepg2_vs_k562_from_human_tf
     # a pretrained backbone instead of a random one built from config (e.g. from gr-ft pretrain):
     ... --backbone runs/pretrain_dna_bpe
-    # any MetaTrainConfig field, for both meta-learners:  ... --set meta.meta_steps=400 lora.r=16
+    # any MetaTrainConfig field, for both meta-learners:  ... --set meta.meta_steps=400 adapter.r=16
     # re-render docs/fewshot.md and docs/fewshot_curves.png from the saved results only:
     python benchmarks/fewshot_curves.py --render-only
 
@@ -58,14 +60,14 @@ from gr_ft.adapters import apply_adapter
 from gr_ft.config import load_config
 from gr_ft.evaluation import MetricAccumulator
 from gr_ft.meta import compute_prototypes, prototype_logits, snapshot_trainable, restore_trainable
-from gr_ft.meta.adapt import (embed_sequences, finetune_on_support, init_prototype_head, make_adapter_trainable,
-                              score_sequences)
+from gr_ft.meta.adapt import finetune_on_support, make_adapter_trainable, score_sequences
+from gr_ft.meta.prototype_head import embed_sequences, init_prototype_head
 from gr_ft.meta.config import MetaTrainConfig
-from gr_ft.meta.run import load_tasks, prepare_meta_tasks, read_meta_record
+from gr_ft.meta.recipe import load_tasks, prepare_meta_tasks, read_meta_record
 from gr_ft.meta.tasks import TaskCollection
 from gr_ft.modeling import build_backbone, build_task_model, default_tokenizer_name, load_backbone
 from gr_ft.recipes import meta_protonet, meta_reptile
-from gr_ft.run import load_model_for_run
+from gr_ft.run_folder import load_model_for_run
 from gr_ft.tokenization import SequenceTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,7 +80,10 @@ METHODS = {
     "plain_protohead": "plain LoRA fine-tuning from a prototype head",
     "reptile_protohead": "Reptile + prototype head, fine-tuned (Proto-MAML init)",
 }
-SYNTHETIC_META_TEST = ["HeLa", "HepG2"]
+SYNTHETIC_META_TEST = {  # held-out cell types of the built-in collections (their TFs all occur in meta-training)
+    "synthetic:cell_type": ["HeLa", "HepG2"],
+    "synthetic:cell_type_panel": ["cell16", "cell17", "cell18", "cell19", "cell20"],
+}
 # sizes that fit the CPU budget; any of them can be overridden with key=value
 PRESETS = {
     # overlapping 4-mers: over a random backbone, mean-pooled states stay a projection of the k-mer composition
@@ -88,8 +93,8 @@ PRESETS = {
     "real": ["model.tokenizer=kmer4", "max_length=256", "crop=center", "model.hidden_size=64", "model.num_layers=2",
              "model.num_heads=4", "model.intermediate_size=128"],
 }
-META_DEFAULTS = ["train.precision=fp32", "meta.k_shot=8", "meta.query_size=8", "meta.meta_batch_tasks=2",
-                 "meta.eval_every=50", "meta.checkpoint_every=1000", "meta.val_episodes=8", "meta.test_episodes=0"]
+META_DEFAULTS = ["train.precision=fp32", "meta.k_shot=8", "meta.query_per_class=8", "meta.meta_batch_tasks=2",
+                 "meta.eval_every_steps=50", "meta.checkpoint_every_steps=1000", "meta.val_episodes=8", "meta.test_episodes=0"]
 REPTILE_DEFAULTS = ["meta.meta_steps=100", "meta.inner_steps=4", "meta.inner_lr=1e-3", "meta.eval_inner_steps=8"]
 PROTONET_DEFAULTS = ["meta.meta_steps=200", "meta.meta_lr=1e-3"]
 NOTES_BEGIN, NOTES_END = "<!-- notes -->", "<!-- /notes -->"
@@ -99,8 +104,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="synthetic:cell_type",
-                        help="task collection: synthetic:cell_type (default) or a folder of task folders")
-    parser.add_argument("--meta-test", nargs="+", help="held-out task names (default for synthetic: HeLa HepG2; "
+                        help="task collection: synthetic:cell_type (default), synthetic:cell_type_panel or a "
+                             "folder of task folders")
+    parser.add_argument("--meta-test", nargs="+", help="held-out task names (default for synthetic: SYNTHETIC_META_TEST; "
                                                        "with --meta-test-data: all of its tasks)")
     parser.add_argument("--meta-test-data", help="take the meta-test tasks from this collection instead; every task "
                                                  "of --data is then meta-trained on")
@@ -119,7 +125,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--work-dir", help="keep the meta-trained runs here (default: a temporary folder)")
     parser.add_argument("--render-only", action="store_true", help="only re-render the doc and plot from docs/*.json")
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="MetaTrainConfig overrides for both meta-learners, e.g. --set meta.meta_steps=400 lora.r=16")
+                        help="MetaTrainConfig overrides for both meta-learners, e.g. --set meta.meta_steps=400 adapter.r=16")
     return parser.parse_args(argv)
 
 
@@ -134,7 +140,7 @@ def base_overrides(args) -> list[str]:
     if args.meta_test_data:  # meta-test tasks from elsewhere: meta-train on every task of --data
         check_task_folders(Path(args.meta_test_data), args.meta_test)
         return [*preset, *META_DEFAULTS, f"meta.tasks={args.data}", "meta.meta_test_fraction=0"]
-    meta_test = args.meta_test or (SYNTHETIC_META_TEST if synthetic else None)
+    meta_test = args.meta_test or SYNTHETIC_META_TEST.get(args.data)
     if not meta_test:
         raise SystemExit("--meta-test is required for real data (e.g. --meta-test H3 H4 H3K4me3)")
     return [*preset, *META_DEFAULTS, f"meta.tasks={args.data}", f"meta.meta_test=[{','.join(meta_test)}]"]
@@ -226,14 +232,14 @@ class FineTuner:
         ids = [classes.index(label) for label in support["label"]]
         if self.prototype_head:
             init_prototype_head(self.model, self.tokenizer, support["sequence"].tolist(), ids, len(classes),
-                                self.cfg.max_length, self.cfg.crop)
+                                max_length=self.cfg.max_length, crop=self.cfg.crop)
         order = np.random.default_rng(seed).permutation(len(support))  # mix classes within mini-batches
         finetune_on_support(self.model, self.tokenizer, support["sequence"].to_numpy()[order].tolist(),
-                            [ids[i] for i in order], self.steps, lr, self.cfg.max_length, self.cfg.crop,
-                            self.batch_size)
+                            [ids[i] for i in order], self.steps, lr, max_length=self.cfg.max_length,
+                            crop=self.cfg.crop, batch_size=self.batch_size)
         return score_sequences(self.model, self.tokenizer, query["sequence"].tolist(),
                                [classes.index(label) for label in query["label"]], self.cfg.problem_type,
-                               len(classes), self.cfg.max_length, self.cfg.crop)
+                               len(classes), max_length=self.cfg.max_length, crop=self.cfg.crop)
 
 
 class PrototypeScorer:
@@ -284,7 +290,7 @@ def choose_lr(tuner: FineTuner, cfg: MetaTrainConfig, lrs: list[float], label: s
 def run(args) -> dict:
     started = time.time()
     torch.set_num_threads(args.threads)
-    name = args.name or ("synthetic_cell_type" if args.data.startswith("synthetic:") else Path(args.data).name)
+    name = args.name or (args.data.replace(":", "_") if args.data.startswith("synthetic:") else Path(args.data).name)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="fewshot_"))
     work.mkdir(parents=True, exist_ok=True)
     common = base_overrides(args) + list(args.overrides)
@@ -308,7 +314,7 @@ def run(args) -> dict:
     tokenizer = SequenceTokenizer.from_pretrained(tokenizer_name)
     plain_model, _ = build_task_model(cfg.model, tokenizer, cfg.problem_type, cfg.meta.n_way)
     torch.manual_seed(0)
-    models = {"plain": apply_adapter(plain_model, cfg.lora), "reptile": load_model_for_run(runs["reptile"])[0]}
+    models = {"plain": apply_adapter(plain_model, cfg.adapter), "reptile": load_model_for_run(runs["reptile"])[0]}
     tuners = {  # the two variants of a method share its model: every score() restores the initialisation first
         f"{method}{suffix}": FineTuner(model, tokenizer, cfg, args.adapt_steps, args.batch_size, bool(suffix))
         for method, model in models.items() for suffix in ("", "_protohead")
@@ -361,7 +367,7 @@ def run(args) -> dict:
         "adapt_lr": {m: {"chosen": lr, "mean_mcc_by_lr": scores} for m, (lr, scores) in lr_choice.items()},
         "configs": {m: json.loads((runs[m] / "meta.json").read_text())["meta_config"] for m in runs},
         "model": backbone_shape(backbone), "max_length": cfg.max_length,
-        "lora_r": cfg.lora.r, "meta_val": {m: json.loads((runs[m] / "metrics.json").read_text())["history"]
+        "lora_r": cfg.adapter.r, "meta_val": {m: json.loads((runs[m] / "metrics.json").read_text())["history"]
                                            for m in runs},
         "threads": args.threads, "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "timings_s": {k: round(v, 1) for k, v in timings.items()}, "command": " ".join(sys.argv),
@@ -430,6 +436,7 @@ def per_task_table(report: dict) -> str:
 
 def sizes_text(report: dict) -> str:
     model, reptile, protonet = report["model"], report["configs"]["reptile"], report["configs"]["protonet"]
+    queries = protonet.get("query_per_class", protonet.get("query_size"))  # results saved before the key's rename
     timings = report["timings_s"]
     lr = {m: v["chosen"] for m, v in report["adapt_lr"].items()}
     return "\n".join([
@@ -442,7 +449,7 @@ def sizes_text(report: dict) -> str:
         f"{reptile['n_way']}-way {reptile['k_shot']}-shot episodes, {reptile['inner_steps']} inner Adam steps at "
         f"{reptile['inner_lr']:g}, meta_lr {reptile['meta_lr']:g} -> {reptile['final_meta_lr']:g}.",
         f"- ProtoNet: {protonet['meta_steps']} steps x {protonet['meta_batch_tasks']} episodes "
-        f"({protonet['n_way']}-way {protonet['k_shot']}-shot, {protonet['query_size']} queries per class), Adam "
+        f"({protonet['n_way']}-way {protonet['k_shot']}-shot, {queries} queries per class), Adam "
         f"{protonet['meta_lr']:g}, {protonet['distance']} distance.",
         f"- adaptation (fine-tuning methods): {report['adapt_steps']} Adam (beta1=0) steps, batch "
         f"{report['batch_size']}, lr chosen per method on meta-train tasks: "

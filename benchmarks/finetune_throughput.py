@@ -116,7 +116,7 @@ def run_plain(args, batch_size: int, attention_dropout: float) -> float:
 def run_grft(args, batch_size: int) -> float:
     """gr-ft's own path: the pieces recipes/finetune_lora.py is made of."""
     from gr_ft.adapters import apply_adapter
-    from gr_ft.config import LoraConfig, ModelConfig, TrainConfig
+    from gr_ft.config import AdapterConfig, ModelConfig, TrainConfig
     from gr_ft.data import encode_split, make_dataloader
     from gr_ft.labels import infer_label_spec
     from gr_ft.modeling import build_task_model
@@ -128,7 +128,7 @@ def run_grft(args, batch_size: int) -> float:
     tokenizer = SequenceTokenizer.from_pretrained("protein")
     data = encode_split(split, tokenizer, spec, max_length=MAX_RESIDUES + 2, crop="start")
     model, _ = build_task_model(ModelConfig(arch="esm", **ESM_8M), tokenizer, spec.problem_type, spec.num_labels)
-    model = apply_adapter(model, LoraConfig(r=8, alpha=16, target_modules=["query", "key", "value"]))
+    model = apply_adapter(model, AdapterConfig(r=8, alpha=16, target_modules=["query", "key", "value"]))
     cfg = TrainConfig(precision="bf16", batch_size=batch_size, max_steps=args.steps, lr=1e-3, log_every_steps=10**9)
     accelerator = build_accelerator(cfg)
     loader = make_dataloader(data, tokenizer, batch_size, shuffle=True, seed=0)
@@ -141,7 +141,7 @@ def run_grft(args, batch_size: int) -> float:
         on_step.seen = step_state.real_tokens
 
     on_step.seen = 0
-    train_epoch(model, loader, optimizer, scheduler, accelerator, cfg, state, on_step)
+    train_epoch(model, loader, optimizer, scheduler, accelerator, cfg, state=state, on_step=on_step)
     return clock.tokens_per_s()
 
 

@@ -14,7 +14,7 @@
 Tasks (data under ../shared/data, settings from recipes/configs): prom_core_all, prom_300_tata, tf0..tf4 (GUE
 human TF), splice (3 classes), ptm_st and ptm_y (MusiteDeep phosphosites, imbalanced), deeploc1 (10 classes).
 Models: kmer_logreg and cnn (gr_ft.baselines), lm_lora (the task config's backbone, built from config, LoRA),
-lm_full (same backbone, lora.method=full), lm_pretrained and lm_pretrained_full (LoRA, or every weight trained, on
+lm_full (same backbone, adapter.method=full), lm_pretrained and lm_pretrained_full (LoRA, or every weight trained, on
 --pretrained-dna / --pretrained-protein: with a backbone pretrained in the task config's shape, as the
 pretrain_* configs do, lm_lora/lm_pretrained and lm_full/lm_pretrained_full differ only in initialisation).
 
@@ -52,7 +52,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from gr_ft.baselines import BaselineConfig, CnnConfig, run_baseline
-from gr_ft.benchmarking import (
+from harness import (
     ResultsFile,
     call_outcome,
     Verdict,
@@ -287,7 +287,7 @@ def lm_overrides(data: TaskData, model: str, seed: int, budget: SuiteBudget, bac
     if budget.epochs is not None:
         overrides.append(f"train.epochs={budget.epochs}")
     if model in ("lm_full", "lm_pretrained_full"):
-        overrides.append("lora.method=full")
+        overrides.append("adapter.method=full")
     if model in PRETRAINED_MODELS:  # the backbone's own tokenizer; the dropout a fresh backbone of the task gets
         dropout = fresh_dropout(task_config(data.task).model)
         overrides += [f"model.name_or_path={backbone}", "model.tokenizer=null", f"model.dropout={dropout}"]
@@ -342,7 +342,7 @@ def planned_models(models: list[str], alphabet: str, pretrained: dict[str, Optio
     return [m for m in models if m not in PRETRAINED_MODELS or pretrained.get(alphabet)]
 
 
-def run_task(task: SuiteTask, models: list[str], seeds: list[int], budget: SuiteBudget, store: ResultsFile,
+def run_task(task: SuiteTask, models: list[str], seeds: list[int], budget: SuiteBudget, *, store: ResultsFile,
              work_dir: Path, pretrained: dict[str, Optional[str]]) -> None:
     """Prepare one task's data, print its leakage, then every pending (model, seed)."""
     print(f"\n=== {task.name}", flush=True)
@@ -371,7 +371,7 @@ def describe_record(record: dict, task: SuiteTask) -> str:
 
 
 def run_suite(tasks: list[SuiteTask], models: list[str], seeds: list[int], budget: SuiteBudget,
-              results_path: Path, work_dir: Path, pretrained: Optional[dict[str, Optional[str]]] = None,
+              results_path: Path, *, work_dir: Path, pretrained: Optional[dict[str, Optional[str]]] = None,
               command: str = "") -> ResultsFile:
     """Run every pending task x model x seed, recording each as it finishes; returns the results file.
 
@@ -391,7 +391,7 @@ def run_suite(tasks: list[SuiteTask], models: list[str], seeds: list[int], budge
 
     store.update(note_command)
     for task in tasks:
-        run_task(task, models, seeds, budget, store, work_dir, pretrained)
+        run_task(task, models, seeds, budget, store=store, work_dir=work_dir, pretrained=pretrained)
     return store
 
 
@@ -756,7 +756,8 @@ def main(argv: Optional[list[str]] = None) -> ResultsFile:
         command = f"OMP_NUM_THREADS=1 python benchmarks/task_suite.py {flags}".strip()
         print(f"budget: {asdict(budget)}; models {models}; seeds {seeds}; results {results}", flush=True)
         started = time.time()
-        store = run_suite(tasks, models, seeds, budget, results, work_dir, pretrained, command)
+        store = run_suite(tasks, models, seeds, budget, results, work_dir=work_dir, pretrained=pretrained,
+                          command=command)
         print(f"\nsuite finished in {(time.time() - started) / 60:.1f} min", flush=True)
         store.reload()  # other suite processes may have recorded tasks into the same file meanwhile
     write_report(store, list(TASKS.values()), doc, plot)

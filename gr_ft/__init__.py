@@ -22,9 +22,9 @@ _EXPORTS = {
     "load_backbone": "gr_ft.modeling",
     "build_backbone": "gr_ft.modeling",
     "apply_adapter": "gr_ft.adapters",
-    "load_run": "gr_ft.run",
-    "evaluate_run": "gr_ft.run",
-    "Predictor": "gr_ft.run",
+    "load_run": "gr_ft.predictor",
+    "evaluate_run": "gr_ft.predictor",
+    "Predictor": "gr_ft.predictor",
     "MetricAccumulator": "gr_ft.evaluation",
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]

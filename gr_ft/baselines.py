@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import crop_sequences
+from .data import balanced_class_weights, crop_sequences
 from .evaluation import PRIMARY_METRIC, MetricAccumulator, metric_direction
 from .labels import LabelSpec
 
@@ -190,12 +190,6 @@ def _encoded_labels(split, spec: LabelSpec) -> np.ndarray:
     frame = split.frame
     return np.array([spec.encode(raw, f"{split.source}:{line}") for raw, line in zip(frame["label"], frame["_line"])],
                     dtype=np.int64)
-
-
-def _balanced_weights(labels: np.ndarray, num_labels: int) -> np.ndarray:
-    """Inverse-frequency class weights with mean 1 (as ``gr_ft.data.class_weights``)."""
-    counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
-    return counts.sum() / np.maximum(counts, 1) / num_labels
 
 
 def score_logits(logits: torch.Tensor, labels: np.ndarray, spec: LabelSpec) -> dict[str, float]:
@@ -399,7 +393,7 @@ def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random
 
 
 def _train_epoch(model: SequenceCNN, ids: list[np.ndarray], labels: np.ndarray, optimizer, loss_fn,
-                 batch_size: int, rng: np.random.Generator) -> float:
+                 *, batch_size: int, rng: np.random.Generator) -> float:
     """One pass over the training set; returns the mean training loss."""
     model.train()
     lengths = np.array([len(row) for row in ids])
@@ -434,13 +428,13 @@ def _fit_cnn(model: SequenceCNN, data: dict[str, tuple[list[np.ndarray], np.ndar
     train_ids, train_labels = data["train"]
     weights = None
     if cfg.class_weighting == "balanced":
-        weights = torch.tensor(_balanced_weights(train_labels, spec.num_labels), dtype=torch.float32)
+        weights = torch.tensor(balanced_class_weights(train_labels, spec.num_labels), dtype=torch.float32)
     loss_fn = nn.CrossEntropyLoss(weight=weights)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.cnn.lr, weight_decay=cfg.cnn.weight_decay)
     rng = np.random.default_rng(seed)
     best, best_state, best_epoch, history, stale = None, None, 0, [], 0
     for epoch in range(1, cfg.cnn.epochs + 1):
-        loss = _train_epoch(model, train_ids, train_labels, optimizer, loss_fn, cfg.cnn.batch_size, rng)
+        loss = _train_epoch(model, train_ids, train_labels, optimizer, loss_fn, batch_size=cfg.cnn.batch_size, rng=rng)
         dev = score_logits(predict_logits(model, data["dev"][0], cfg.cnn.eval_batch_size), data["dev"][1], spec)
         history.append({"epoch": epoch, "train_loss": loss, **{f"dev_{k}": v for k, v in dev.items()}})
         improved = _better(dev, best, spec.problem_type)

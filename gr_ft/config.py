@@ -8,12 +8,12 @@ A config file mirrors the dataclass tree::
     train:
       lr: 1.0e-3
 
-and any field can be overridden from the command line as ``train.lr=3e-4 lora.r=16``.
+and any field can be overridden from the command line as ``train.lr=3e-4 adapter.r=16``.
 Unknown keys are errors that name the key and list the valid ones.
 
 Example:
-    >>> cfg = load_config(FinetuneConfig, None, ["train.epochs=1", "lora.r=4"])
-    >>> cfg.train.epochs, cfg.lora.r
+    >>> cfg = load_config(FinetuneConfig, None, ["train.epochs=1", "adapter.r=4"])
+    >>> cfg.train.epochs, cfg.adapter.r
     (1, 4)
 """
 
@@ -21,31 +21,38 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
+import math
 import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import yaml
 
 __all__ = [
     "DataConfig",
     "ModelConfig",
+    "AdapterConfig",
     "LoraConfig",
     "TrainConfig",
     "FinetuneConfig",
     "load_config",
+    "current_key",
     "config_to_dict",
     "parse_overrides",
     "RECIPE_CONFIGS",
     "recipe_config_class",
 ]
 
+logger = logging.getLogger(__name__)
+
 PROBLEM_TYPES = ("auto", "binary", "multiclass", "multilabel", "regression", "token_classification")
 ALPHABETS = ("auto", "dna", "protein")
 ARCHITECTURES = ("bert", "esm")
+"""Families gr-ft builds fresh from a config (gr_ft.backbones.buildable_architectures(); a test keeps them equal)."""
 POOLINGS = ("mean", "cls")
 ADAPTER_METHODS = ("lora", "dora", "ia3", "full")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -81,8 +88,9 @@ class DataConfig:
     max_length: int = 512
     """Maximum tokens per sequence, special tokens included; longer sequences are cut (see `crop`)."""
     crop: str = "start"
-    """Which part of an over-long sequence to keep: start, end, center, or ends (the first and last halves
-    joined, as DeepLoc does, keeping both N- and C-terminal signals)."""
+    """Which part of an over-long sequence to keep: start, end, center, ends (the first and last halves
+    joined, as DeepLoc does, keeping both N- and C-terminal signals), or random (training sees a new random
+    window each epoch; dev and test use the centre window; k-mer, nucleotide and residue tokenizers)."""
     multilabel_separator: str = ";"
     """Separator between label names in a multilabel label cell (e.g. `Nucleus;Cytoplasm`)."""
     dev_fraction: float = 0.1
@@ -91,15 +99,33 @@ class DataConfig:
     """Fraction of train held out as test when no test split exists."""
     synthetic_size: int = 3000
     """Training examples drawn for `synthetic:<task>` data (dev and test get a quarter each)."""
+    max_train_rows: Optional[int] = None
+    """Use at most this many train rows (a sample seeded by `train.seed`, drawn after any dev/test carving);
+    empty: all. For quick sweeps on large sets; dev and test are never capped."""
+    folds: int = 0
+    """K >= 2: K-fold cross-validation instead of one run. train and dev are pooled and split into K folds of
+    whole similarity clusters (gr_ft.folds); run N uses fold N as dev, writes output_dir/fold_N, and
+    output_dir/folds_summary.json gets the mean ± sd over folds. 0: the given train/dev split."""
+    check: bool = True
+    """Run the cheap data checks (counts, duplicates on both strands, shortcut AUROCs on <= 5000 rows per split)
+    before training and store them in metrics.json under `data_checks` (full report: `gr-ft check-data`)."""
+    cache: bool = True
+    """Keep encoded (tokenized) splits on disk, keyed by a fingerprint of the rows, the tokenizer, `max_length`,
+    `crop` and the labels, so a re-run skips tokenization (`encoded/` under `$GRFT_CACHE_DIR`, default
+    `~/.cache/gr-ft`; numpy .npz, no pickle). A damaged entry is rebuilt. false: tokenize every time, write nothing."""
 
     def __post_init__(self):
         _check_choice("data.problem_type", self.problem_type, PROBLEM_TYPES)
         _check_choice("data.alphabet", self.alphabet, ALPHABETS)
-        _check_choice("data.crop", self.crop, ("start", "end", "center", "ends"))
+        _check_choice("data.crop", self.crop, ("start", "end", "center", "ends", "random"))
         if self.crop == "ends" and self.problem_type == "token_classification":
             raise ValueError("data.crop=ends splices two segments together; per-position labels need start, end or center")
         _check_positive("data.max_length", self.max_length)
         _check_positive("data.synthetic_size", self.synthetic_size)
+        if self.folds == 1 or self.folds < 0:
+            raise ValueError(f"data.folds must be 0 (no cross-validation) or >= 2, got {self.folds}")
+        if self.max_train_rows is not None:
+            _check_positive("data.max_train_rows", self.max_train_rows)
         for flag in ("dev_fraction", "test_fraction"):
             value = getattr(self, flag)
             if not 0 <= value < 0.5:
@@ -153,8 +179,12 @@ class ModelConfig:
 
 
 @dataclass
-class LoraConfig:
-    """Parameter-efficient fine-tuning through peft (or full fine-tuning)."""
+class AdapterConfig:
+    """How the backbone is fine-tuned (the config section ``adapter``, formerly ``lora``): LoRA, DoRA, IA3 through
+    peft, or every weight.
+
+    Named for what it selects; not to be confused with ``peft.LoraConfig``, which gr_ft.adapters builds from it.
+    """
 
     method: str = "lora"
     """lora, dora (weight-decomposed LoRA), ia3, or full (train every weight)."""
@@ -167,11 +197,15 @@ class LoraConfig:
     """Module names to adapt; empty picks them per architecture (query/key/value projections)."""
 
     def __post_init__(self):
-        _check_choice("lora.method", self.method, ADAPTER_METHODS)
-        _check_positive("lora.r", self.r)
-        _check_positive("lora.alpha", self.alpha)
+        _check_choice("adapter.method", self.method, ADAPTER_METHODS)
+        _check_positive("adapter.r", self.r)
+        _check_positive("adapter.alpha", self.alpha)
         if not 0 <= self.dropout < 1:
-            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+            raise ValueError(f"adapter.dropout must be in [0, 1), got {self.dropout}")
+
+
+LoraConfig = AdapterConfig
+"""Old name of :class:`AdapterConfig` (kept so existing imports work)."""
 
 
 @dataclass
@@ -186,16 +220,34 @@ class TrainConfig:
     """Global batch size (split across processes, so 1 and N processes see the same batches)."""
     eval_batch_size: int = 64
     lr: float = 3e-3
-    """Peak learning rate (LoRA tolerates higher rates than full fine-tuning; use ~5e-5 for lora.method=full)."""
+    """Peak learning rate. The default suits LoRA. For adapter.method=full: ~5e-5 on a pretrained backbone (the usual
+    BERT-size value); a small backbone trained from random init wants more (measured here: 5e-4 in
+    docs/results.md, 3.8e-3 best of a sweep on a 2 x 64 model in docs/rigor.md)."""
     weight_decay: float = 0.01
     warmup_fraction: float = 0.06
     """Fraction of the optimiser steps spent in linear warm-up."""
     grad_accum_steps: int = 1
     max_grad_norm: float = 1.0
     precision: str = "auto"
-    """auto (bf16 where the hardware has it, else fp32), bf16, fp16 (GPU only) or fp32."""
+    """auto, bf16, fp16 (GPU only) or fp32. auto is bf16 where it is faster: CUDA with bf16 (fp16 on older
+    GPUs), CPUs with AMX, or a CPU whose cached bf16 matmul probe beats fp32; else fp32. The run folder records
+    what ran."""
     bucket_by_length: bool = True
     """Batch sequences of similar length together to cut padding."""
+    batch_tokens: Optional[int] = None
+    """Cap each training batch at this many padded tokens (rows x longest row) instead of a fixed row count:
+    batches of long sequences get fewer rows, batches of short ones more, up to batch_size rows. Batches are
+    formed once from length-sorted rows and served in a new seeded order every epoch (as fairseq does)."""
+    packing: bool = False
+    """Pack each training batch's sequences into one row with no padding: attention stays within each sequence,
+    positions restart per sequence, pooling and loss are per sequence (gr_ft/packing.py). batch_size still counts
+    sequences; with batch_tokens, each batch holds at most that many real tokens. Packed batches come in a random
+    order (no length grouping needed). For backbones whose attention runs through transformers' attention
+    interface with position ids: esm (ESM-2/1b, NT v1), nucleotide_transformer_v2, bert (DNABERT), protbert;
+    another family is refused when the model loads, naming these. Dev and test batches stay unpacked."""
+    gradient_checkpointing: bool = False
+    """Recompute the backbone's activations in the backward pass instead of storing them: less memory for
+    long sequences, about a third more compute per step."""
     class_weighting: str = "none"
     """none or balanced (inverse class frequency) for imbalanced classification."""
     eval_every_epochs: int = 1
@@ -219,11 +271,16 @@ class TrainConfig:
             raise ValueError(f"train.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         for flag in ("weight_decay", "checkpoint_every_steps", "patience", "max_grad_norm"):
             _check_positive(f"train.{flag}", getattr(self, flag), allow_zero=True)
+        if self.batch_tokens is not None:
+            _check_positive("train.batch_tokens", self.batch_tokens)
 
 
 @dataclass
 class FinetuneConfig:
     """Everything one fine-tuning run needs. The defaults are the built-in demo job."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"lora": "adapter"}
+    """The adapter section was called ``lora`` although it also selects DoRA, IA3 and full fine-tuning."""
 
     output_dir: str = "runs/demo"
     """Run folder: checkpoints while training, then metrics.json, adapter/, tokenizer/, label_map.json."""
@@ -233,7 +290,7 @@ class FinetuneConfig:
     """Resume from output_dir/checkpoints when a previous run of this config was interrupted."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    lora: LoraConfig = field(default_factory=LoraConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     push_to_hub: bool = False
     hub_repo_id: Optional[str] = None
@@ -247,7 +304,7 @@ class FinetuneConfig:
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """Turn ``["train.lr=3e-4", "lora.r=16"]`` into a nested dict; values are parsed as YAML scalars.
+    """Turn ``["train.lr=3e-4", "adapter.r=16"]`` into a nested dict; values are parsed as YAML scalars.
 
     Example:
         >>> parse_overrides(["train.lr=3e-4", "model.name_or_path=null"])
@@ -304,16 +361,36 @@ def load_config(cls: type, path: Optional[str | Path], overrides: Optional[list[
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"config file {path} does not exist")
-        with open(path) as handle:
-            raw = yaml.safe_load(handle) or {}
+        raw = load_yaml_file(path) or {}
         if not isinstance(raw, dict):
             raise ValueError(f"config file {path} must hold a mapping of sections, got {type(raw).__name__}")
-    raw = _merge(raw, parse_overrides(list(overrides or [])))
+    # old key names are mapped in each source before merging, so `adapter.r=4` on the command line still
+    # overrides an `adapter:` section of the file
+    raw = _merge(_renamed_tree(cls, raw, ""), _renamed_tree(cls, parse_overrides(list(overrides or [])), ""))
     return _from_dict(cls, raw, prefix="")
+
+
+def load_yaml_file(path: str | Path) -> Any:
+    """Parse a YAML file; a syntax error names the file and line and says what to fix (not a yaml traceback).
+
+    Example:
+        >>> load_yaml_file("recipes/configs/demo.yaml")["train"]["epochs"]
+        5
+    """
+    try:
+        with open(path) as handle:
+            return yaml.safe_load(handle)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path} does not parse as YAML{where}: {problem}; check the brackets, quotes and "
+                         f"indentation there (sections are `name:` lines, fields are indented under them)") from None
 
 
 def _from_dict(cls: type, raw: dict[str, Any], prefix: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    raw = _renamed_keys(cls, raw, prefix)
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         where = f" in section {prefix.rstrip('.')!r}" if prefix else ""
@@ -329,6 +406,48 @@ def _from_dict(cls: type, raw: dict[str, Any], prefix: str):
         else:
             kwargs[name] = _coerce(prefix + name, value, hint)
     return cls(**kwargs)
+
+
+def _renamed_tree(cls: type, raw: Any, prefix: str) -> Any:
+    """``raw`` with the old key names of ``cls`` and of its sections mapped to the new ones."""
+    if not isinstance(raw, dict):
+        return raw
+    raw = _renamed_keys(cls, raw, prefix)
+    hints = typing.get_type_hints(cls)
+    return {key: _renamed_tree(hints[key], value, f"{prefix}{key}.") if dataclasses.is_dataclass(hints.get(key))
+            else value for key, value in raw.items()}
+
+
+def current_key(cls: type, dotted: str) -> str:
+    """A dotted key with any old names in it replaced by the current ones.
+
+    Example:
+        >>> current_key(FinetuneConfig, "lora.r")
+        'adapter.r'
+    """
+    parts, node = [], cls
+    for part in dotted.split("."):
+        part = getattr(node, "RENAMED", {}).get(part, part) if dataclasses.is_dataclass(node) else part
+        parts.append(part)
+        node = typing.get_type_hints(node).get(part) if dataclasses.is_dataclass(node) else None
+    return ".".join(parts)
+
+
+def _renamed_keys(cls: type, raw: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Old key names a config class still accepts (its ``RENAMED`` map, old -> new), with a deprecation warning."""
+    renamed: dict[str, str] = getattr(cls, "RENAMED", {})
+    if not any(old in raw for old in renamed):
+        return raw
+    raw = dict(raw)
+    for old, new in renamed.items():
+        if old not in raw:
+            continue
+        if new in raw:
+            raise ValueError(f"{prefix}{old} and {prefix}{new} are the same setting ({prefix}{old} is its old name); "
+                             f"give only {prefix}{new}")
+        logger.warning("config key %s%s is now %s%s; the old name still works but will go", prefix, old, prefix, new)
+        raw[new] = raw.pop(old)
+    return raw
 
 
 def _coerce(flag: str, value: Any, hint: Any) -> Any:
@@ -351,6 +470,8 @@ def _coerce(flag: str, value: Any, hint: Any) -> Any:
     if hint in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{flag} must be a number, got {value!r}")
+        if not math.isfinite(value):  # YAML reads .nan / .inf as floats; no field means them
+            raise ValueError(f"{flag} must be a finite number, got {value!r}")
         if hint is int and float(value) != int(value):
             raise ValueError(f"{flag} must be a whole number, got {value!r}")
         return hint(value)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import zlib
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -32,6 +33,8 @@ __all__ = [
     "validate_sequences",
     "read_sequences",
     "open_text",
+    "text_lines",
+    "alphabet_hint",
     "DNA_ALPHABET",
     "PROTEIN_ALPHABET",
 ]
@@ -70,7 +73,7 @@ def read_fasta_records(path: str | Path) -> Iterator[tuple[int, str, str]]:
     path = Path(path)
     header, chunks, start = None, [], 0
     with open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
+        for number, line in enumerate(text_lines(handle, path), start=1):
             line = line.strip()
             if not line:
                 continue
@@ -86,10 +89,35 @@ def read_fasta_records(path: str | Path) -> Iterator[tuple[int, str, str]]:
         yield start, header, "".join(chunks)
 
 
+CORRUPT_COMPRESSION = (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError)
+"""What reading a truncated or corrupt .gz (or a binary file) raises."""
+
+
+def corrupt_file_error(path: Path, err: Exception) -> ValueError:
+    """The user error for a file that cannot be decoded: truncated gzip, corrupt gzip, not text."""
+    if isinstance(err, UnicodeDecodeError):
+        return ValueError(f"{path}: is not a text file (byte {err.start} is not UTF-8); give a plain or gzip "
+                          f"FASTA/CSV/TSV file")
+    return ValueError(f"{path}: the gzip file is truncated or corrupt ({err}); download or compress it again "
+                      f"(`gzip -t {path.name}` checks it)")
+
+
+def text_lines(handle, path: Path) -> Iterator[str]:
+    """The lines of an open text file; a truncated or corrupt gzip stream is a user error naming the file."""
+    try:
+        yield from handle
+    except CORRUPT_COMPRESSION as err:
+        raise corrupt_file_error(path, err) from None
+
+
 def _fasta_frame(path: Path, label_column: str, labels_file: Optional[str]) -> pd.DataFrame:
-    rows = []
+    rows, first_line = [], {}
     for line, header, sequence in read_fasta_records(path):
-        record_id, *fields = header.split()
+        record_id, *fields = header.split() or [""]
+        if record_id in first_line:
+            raise ValueError(f"{path}:{line}: duplicate FASTA id {record_id!r} (first at line {first_line[record_id]}); "
+                             f"record ids must be unique, as labels and predictions are keyed by them")
+        first_line[record_id] = line
         row = {"id": record_id, "sequence": sequence, "_line": line}
         row.update(field.split("=", 1) for field in fields if "=" in field)
         rows.append(row)
@@ -97,6 +125,8 @@ def _fasta_frame(path: Path, label_column: str, labels_file: Optional[str]) -> p
         raise ValueError(f"{path}: no FASTA records found")
     frame = pd.DataFrame(rows)
     if labels_file:
+        if not Path(labels_file).is_file():
+            raise ValueError(f"data.labels_file {labels_file} does not exist; give the CSV/TSV with columns id,label")
         frame = _join_labels(frame, Path(labels_file), label_column, path)
     return frame
 
@@ -105,7 +135,12 @@ def _join_labels(frame: pd.DataFrame, labels_path: Path, label_column: str, fast
     labels = read_table(labels_path)
     if "id" not in labels.columns or label_column not in labels.columns:
         raise ValueError(f"{labels_path}: a labels file needs columns 'id' and {label_column!r}")
-    mapping = dict(zip(labels["id"].astype(str), labels[label_column]))
+    mapping: dict[str, object] = {}
+    for record_id, label, line in zip(labels["id"].astype(str), labels[label_column], labels["_line"]):
+        if record_id in mapping and str(mapping[record_id]).strip() != str(label).strip():
+            raise ValueError(f"{labels_path}:{line}: conflicting labels for id {record_id!r} "
+                             f"({mapping[record_id]!r} earlier, {label!r} here); keep one row per id")
+        mapping[record_id] = label
     missing = [rid for rid in frame["id"] if rid not in mapping]
     if missing:
         raise ValueError(
@@ -117,6 +152,9 @@ def _join_labels(frame: pd.DataFrame, labels_path: Path, label_column: str, fast
 
 def _delimited_frame(path: Path, sep: str) -> pd.DataFrame:
     frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, compression="infer")
+    if sep == "," and len(frame.columns) == 1 and "\t" in str(frame.columns[0]):
+        raise ValueError(f"{path}: looks tab-separated (its header {frame.columns[0]!r} has tabs, no commas); "
+                         f"rename it to .tsv (or .tsv.gz), or write it with commas")
     frame["_line"] = range(2, len(frame) + 2)  # line 1 is the header
     return frame
 
@@ -161,7 +199,13 @@ def read_table(path: str | Path, label_column: str = "label", labels_file: Optio
         raise ValueError(f"{path}: unknown file type {suffix!r}; use one of {known} (optionally .gz)")
     try:
         return READERS[suffix](path)
+    except CORRUPT_COMPRESSION as err:
+        raise corrupt_file_error(path, err) from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: the file is empty; it needs a header line (e.g. sequence,label) and rows") from None
     except (ValueError, OSError, pd.errors.ParserError) as err:
+        if "looks tab-separated" in str(err):
+            raise
         raise ValueError(f"{path}: could not be read as {suffix[1:]}: {err}") from err
 
 
@@ -233,10 +277,28 @@ def validate_sequences(frame: pd.DataFrame, alphabet: str, source: str, column: 
             raise ValueError(
                 f"{source}:{line}: invalid {alphabet} character(s) {sorted(bad)} in sequence "
                 f"{sequence[:30]}{'...' if len(sequence) > 30 else ''}; allowed: {''.join(sorted(allowed))}"
+                f"{alphabet_hint(sequence, alphabet)}"
             )
     frame = frame.copy()
     frame[column] = sequences
     return frame
+
+
+PROTEIN_ONLY = frozenset("EFILPQ")
+"""Amino-acid letters that are not IUPAC nucleotide codes: a 'DNA' sequence with them is protein."""
+
+
+def alphabet_hint(sequence: str, alphabet: str) -> str:
+    """What a sequence that fails ``alphabet`` probably is, as advice to append to the error ('' if unclear)."""
+    letters = set(sequence.upper())
+    if alphabet == "dna" and letters <= PROTEIN_ALPHABET and letters & PROTEIN_ONLY:
+        return ("; this looks like protein: use a protein model (e.g. model.name_or_path=facebook/esm2_t6_8M_UR50D, "
+                "or model.tokenizer=protein for a fresh one) or data.alphabet=protein")
+    if alphabet == "dna" and letters <= DNA_ALPHABET | set("RYKMSWBDHV"):
+        return "; IUPAC ambiguity codes: replace them with N"
+    if alphabet == "protein" and letters <= DNA_ALPHABET:
+        return "; this looks like DNA: use a DNA model or data.alphabet=dna"
+    return ""
 
 
 def read_sequences(path: str | Path, alphabet: str, sequence_column: str = "sequence") -> tuple[list[str], list[str]]:
@@ -259,7 +321,7 @@ def read_sequences(path: str | Path, alphabet: str, sequence_column: str = "sequ
         frame = read_table(path)
     else:
         with open_text(path) as handle:
-            lines = [(n, line.strip()) for n, line in enumerate(handle, start=1) if line.strip()]
+            lines = [(n, line.strip()) for n, line in enumerate(text_lines(handle, path), start=1) if line.strip()]
         frame = pd.DataFrame({"sequence": [s for _, s in lines], "_line": [n for n, _ in lines]})
     if frame.empty:
         raise ValueError(f"{path}: no sequences found")

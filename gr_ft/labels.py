@@ -15,11 +15,12 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-__all__ = ["LabelSpec", "infer_label_spec", "load_label_spec"]
+__all__ = ["LabelSpec", "infer_label_spec", "load_label_spec", "check_no_empty_labels"]
 
 POSITION_ALPHABET = frozenset("0123456789")
 
@@ -47,11 +48,16 @@ class LabelSpec:
     def encode(self, value: Any, where: str, sequence_length: Optional[int] = None):
         """Encode one raw label; ``where`` ("file:line") goes into any error."""
         text = str(value).strip()
+        if not text and self.problem_type != "multilabel":
+            raise ValueError(f"{where}: empty label; fill it in or remove the row (an empty cell is never a class)")
         if self.problem_type == "regression":
             try:
-                return float(text)
+                number = float(text)
             except ValueError:
                 raise ValueError(f"{where}: label {text!r} is not a number (regression task)") from None
+            if not math.isfinite(number):
+                raise ValueError(f"{where}: label {text!r} is not a finite number (regression task); fix or drop the row")
+            return number
         if self.problem_type == "token_classification":
             return self._encode_positions(text, where, sequence_length)
         if self.problem_type == "multilabel":
@@ -110,6 +116,32 @@ def _looks_like_positions(labels: Sequence[str], sequences: Optional[Sequence[st
     )
 
 
+def check_no_empty_labels(labels: Sequence[Any], where: Sequence[str]) -> None:
+    """Refuse empty label cells, naming the first one's ``where`` ("file:line"): an empty cell is never a class.
+
+    Example:
+        >>> check_no_empty_labels(["1", " "], ["a.csv:2", "a.csv:3"])  # raises: a.csv:3: empty label
+    """
+    empty = [i for i, label in enumerate(labels) if not str(label).strip()]
+    if empty:
+        raise ValueError(f"{where[empty[0]]}: empty label ({len(empty)} such row(s)); fill them in or remove the "
+                         f"rows (an empty cell is never a class)")
+
+
+def _check_position_lengths(labels: Sequence[str], sequences: Optional[Sequence[str]], where: Sequence[str]) -> None:
+    """Digit strings that mostly match their sequence's length are per-position labels: a row whose length
+    differs is an error saying so (not a class of its own, nor an 'unknown label' later)."""
+    if sequences is None or not labels or not all(len(lab) > 1 and set(lab) <= POSITION_ALPHABET for lab in labels):
+        return
+    wrong = [i for i, (lab, seq) in enumerate(zip(labels, sequences)) if len(lab) != len(seq)]
+    if wrong and len(wrong) <= len(labels) // 2:
+        i = wrong[0]
+        raise ValueError(
+            f"{where[i]}: per-position label has length {len(labels[i])} but the sequence has length "
+            f"{len(sequences[i])} ({len(wrong)} such row(s)); give one label character per residue"
+        )
+
+
 def _guess_problem_type(labels: list[str], sequences, separator: str) -> str:
     if _looks_like_positions(labels, sequences):
         return "token_classification"
@@ -132,13 +164,22 @@ def infer_label_spec(
     problem_type: str = "auto",
     sequences: Optional[Sequence[str]] = None,
     separator: str = ";",
+    where: Optional[Sequence[str]] = None,
 ) -> LabelSpec:
-    """Infer the label scheme from the training labels (and sequences, for per-position labels)."""
+    """Infer the label scheme from the training labels (and sequences, for per-position labels).
+
+    ``where`` ("file:line" per label) goes into errors about single rows.
+    """
     texts = [str(v).strip() for v in labels]
     if not texts:
         raise ValueError("no training labels: the train split is empty")
+    where = list(where) if where is not None else [f"train row {i + 1}" for i in range(len(texts))]
+    if problem_type in ("auto", "token_classification"):
+        _check_position_lengths(texts, sequences, where)
     if problem_type == "auto":
         problem_type = _guess_problem_type(texts, sequences, separator)
+    if problem_type != "multilabel":  # an empty multilabel cell means "no class"
+        check_no_empty_labels(texts, where)
     if problem_type == "regression":
         return LabelSpec(problem_type, [], separator)
     if problem_type == "token_classification":

@@ -318,7 +318,7 @@ def _near_overlap(first: pd.DataFrame, second: pd.DataFrame, pairs: pd.DataFrame
     }
 
 
-def leakage_report(splits: Mapping[str, Any], k: Optional[int] = None, threshold: float = 0.8,
+def leakage_report(splits: Mapping[str, Any], *, k: Optional[int] = None, threshold: float = 0.8,
                    num_perm: int = 64, max_examples: int = 5, max_rows_per_split: Optional[int] = None,
                    seed: int = 0) -> dict[str, Any]:
     """Exact and near-duplicate overlap within and across train/dev/test.

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -23,8 +24,13 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
+from .utils import check_output_folder
+
 __all__ = [
+    "CELL_TYPE_TASKS",
     "CELL_TYPE_TFS",
+    "ENHANCER_TF_CONSENSUS",
+    "ENHANCER_TF_MOTIFS",
     "KINASE_MOTIFS",
     "LOCALIZATION_CLASSES",
     "MOTIFS",
@@ -32,6 +38,8 @@ __all__ = [
     "SPLICE_CLASSES",
     "SPLITS",
     "SYNTHETIC_TASKS",
+    "cell_type_panel",
+    "cell_type_panel_sequences",
     "cell_type_sequences",
     "localization_proteins",
     "make_task",
@@ -181,10 +189,12 @@ def _nonoverlapping_starts(lengths: Sequence[int], length_bp: int, rng: np.rando
     return starts
 
 
-def _sequence_with_sites(names: Iterable[str], length_bp: int, gc: float, rng: np.random.Generator) -> str:
-    """Background DNA holding one sampled site per TF name, each on a random strand."""
+def _sequence_with_sites(
+    names: Iterable[str], length_bp: int, gc: float, rng: np.random.Generator, motifs: dict[str, np.ndarray] = MOTIFS
+) -> str:
+    """Background DNA holding one sampled site per TF name (a key of ``motifs``), each on a random strand."""
     seq = _random_dna(length_bp, rng, gc)
-    sites = [_sample_site_idx(MOTIFS[name], rng) for name in names]
+    sites = [_sample_site_idx(motifs[name], rng) for name in names]
     sites = [_reverse_complement(s) if rng.random() < 0.5 else s for s in sites]
     for site, start in zip(sites, _nonoverlapping_starts([len(s) for s in sites], length_bp, rng)):
         _plant(seq, site, start)
@@ -335,10 +345,11 @@ CELL_TYPE_TFS: dict[str, tuple[str, ...]] = {
 _ENHANCER_TFS = tuple(sorted({tf for tfs in CELL_TYPE_TFS.values() for tf in tfs}))
 
 
-def _enhancer_site_names(cell_type: str, label: int, rng: np.random.Generator) -> list[str]:
-    """Positives: 2-3 active sites + 0-1 inactive; negatives: 0-1 active + 0-2 inactive."""
-    active = CELL_TYPE_TFS[cell_type]
-    inactive = [tf for tf in _ENHANCER_TFS if tf not in active]
+def _enhancer_site_names(
+    active: Sequence[str], pool: Sequence[str], label: int, rng: np.random.Generator
+) -> list[str]:
+    """Positives: 2-3 active sites + 0-1 inactive; negatives: 0-1 active + 0-2 inactive (TFs of ``pool``)."""
+    inactive = [tf for tf in pool if tf not in active]
     n_active = rng.integers(2, 4) if label else rng.integers(0, 2)
     n_inactive = rng.integers(0, 2) if label else rng.integers(0, 3)
     names = [active[i] for i in rng.integers(len(active), size=n_active)]
@@ -357,21 +368,109 @@ def cell_type_sequences(
     >>> sorted(cell_type_sequences(8, seed=0).cell_type.unique())
     ['GM12878', 'HeLa', 'HepG2', 'K562']
     """
+    return _enhancer_frame(n, CELL_TYPE_TFS, cell_types, length_bp, seed=seed, pool=_ENHANCER_TFS, motifs=MOTIFS)
+
+
+def _enhancer_frame(n: int, active_tfs: dict[str, tuple[str, ...]], cell_types: Sequence[str] | None,
+                    length_bp: int, *, seed: int, pool: Sequence[str], motifs: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Rows of enhancers labelled per cell type (``active_tfs``: cell type -> its active TFs of ``pool``), spread
+    evenly over ``cell_types`` (default: all), balanced within each, in a seeded random order."""
     _check_at_least("n", n, 1)
     _check_at_least("length_bp", length_bp, 60)
-    cell_types = list(CELL_TYPE_TFS) if cell_types is None else list(cell_types)
+    cell_types = list(active_tfs) if cell_types is None else list(cell_types)
     if not cell_types:
         raise ValueError("cell_types must name at least one cell type")
     for cell_type in cell_types:
-        _check_choice("cell_type", cell_type, CELL_TYPE_TFS)
+        _check_choice("cell_type", cell_type, active_tfs)
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
         cell_type, label = cell_types[i % len(cell_types)], (i // len(cell_types)) % 2
-        names = _enhancer_site_names(cell_type, label, rng)
-        rows.append((_sequence_with_sites(names, length_bp, _jittered_gc(0.45, rng), rng), label, cell_type))
+        names = _enhancer_site_names(active_tfs[cell_type], pool, label, rng)
+        rows.append((_sequence_with_sites(names, length_bp, _jittered_gc(0.45, rng), rng, motifs), label, cell_type))
     frame = pd.DataFrame(rows, columns=["sequence", "label", "cell_type"])
     return frame.iloc[rng.permutation(n)].reset_index(drop=True)
+
+
+# A panel of many cell types over one pool of TFs, the way enhancer grammar is usually modelled: every cell type
+# activates a small combination of TFs, the motifs themselves are shared. Cell types held out of meta-training
+# then have TF combinations never seen there, made of motifs that were.
+ENHANCER_TF_CONSENSUS: dict[str, str] = {
+    **{tf: MOTIF_CONSENSUS[tf] for tf in ("AP1", "CREB", "ETS", "FOXA", "GATA", "HNF4A", "NFKB", "SP1")},
+    # C/EBP palindrome (Osada et al. 1996, J Biol Chem 271:3891)
+    "CEBP": "ATTGCGCAAT",
+    # MYC/MAX E-box with its flanks (Blackwell et al. 1993, Mol Cell Biol 13:5216)
+    "EBOX": "ACCACGTGGT",
+    # RUNX / AML1 TGT/cGGT core (Meyers, Downing & Hiebert 1993, Mol Cell Biol 13:6336)
+    "RUNX": "TGYGGTTW",
+    # interferon-stimulated response element, bound by IRFs (Darnell, Kerr & Stark 1994, Science 264:1415)
+    "IRF": "AGTTTCNNTTTC",
+    # STAT1 gamma-activated site TTCCNGGAA (Decker, Kovarik & Meinke 1997, J Interferon Cytokine Res 17:121)
+    "STAT": "TTCCNGGAA",
+    # HNF1 palindrome (Tronche et al. 1997, J Mol Biol 266:231)
+    "HNF1": "GTTAATNATTAAC",
+    # glucocorticoid response element, inverted hexamer repeat (Beato 1989, Cell 56:335)
+    "GRE": "AGAACANNNTGTTCT",
+    # octamer bound by OCT1/OCT2 (Staudt et al. 1986, Nature 323:640)
+    "OCT": "ATGCAAAT",
+}
+ENHANCER_TF_MOTIFS: dict[str, np.ndarray] = {
+    name: MOTIFS[name] if name in MOTIFS else pwm_from_consensus(consensus)
+    for name, consensus in ENHANCER_TF_CONSENSUS.items()
+}
+PANEL_TFS_PER_CELL_TYPE = (2, 3)
+"""Each panel cell type activates this many TFs of the pool (inclusive range)."""
+
+
+def cell_type_panel(
+    n_cell_types: int = 20, seed: int = 0, pool: Sequence[str] | None = None
+) -> dict[str, tuple[str, ...]]:
+    """``n_cell_types`` cell types (``cell01``...), each activating a distinct random 2-3 TF subset of ``pool``.
+
+    The panel depends on ``seed`` only; ``pool`` defaults to every TF of ``ENHANCER_TF_CONSENSUS``.
+
+    >>> panel = cell_type_panel(20, seed=0)
+    >>> len(panel), len(set(panel.values())), sorted({len(tfs) for tfs in panel.values()})
+    (20, 20, [2, 3])
+    """
+    pool = sorted(ENHANCER_TF_CONSENSUS) if pool is None else list(pool)
+    for tf in pool:
+        _check_choice("pool TF", tf, ENHANCER_TF_CONSENSUS)
+    low, high = PANEL_TFS_PER_CELL_TYPE
+    if len(set(pool)) < high:
+        raise ValueError(f"pool must name at least {high} distinct TFs, got {pool}")
+    n_combinations = sum(math.comb(len(set(pool)), size) for size in range(low, high + 1))
+    _check_at_least("n_cell_types", n_cell_types, 1)
+    if n_cell_types > n_combinations:
+        raise ValueError(f"n_cell_types={n_cell_types} exceeds the {n_combinations} distinct TF subsets of the pool")
+    rng = np.random.default_rng(seed)
+    combinations: list[tuple[str, ...]] = []
+    while len(combinations) < n_cell_types:
+        size = int(rng.integers(low, high + 1))
+        subset = tuple(sorted(rng.choice(sorted(set(pool)), size=size, replace=False).tolist()))
+        if subset not in combinations:
+            combinations.append(subset)
+    width = len(str(n_cell_types))
+    return {f"cell{i + 1:0{max(2, width)}d}": tfs for i, tfs in enumerate(combinations)}
+
+
+def cell_type_panel_sequences(
+    n: int, n_cell_types: int = 20, cell_types: Sequence[str] | None = None, length_bp: int = 200, seed: int = 0,
+    panel_seed: int = 0,
+) -> pd.DataFrame:  # fmt: skip
+    """Enhancers of a :func:`cell_type_panel`; columns sequence, label, cell_type (as :func:`cell_type_sequences`).
+
+    Label 1: >= 2 sites of the row's cell type's active TFs; negatives hold at most one, plus sites of other pool
+    TFs (0-2). ``panel_seed`` fixes which TFs each cell type activates (the same for every split); ``seed`` the
+    rows. ``n`` rows are spread evenly over ``cell_types`` (default: all of the panel), balanced within each.
+
+    >>> frame = cell_type_panel_sequences(40, seed=0)
+    >>> frame.cell_type.nunique(), int(frame.label.sum())
+    (20, 20)
+    """
+    _check_at_least("n", n, 1)  # before the panel is drawn
+    return _enhancer_frame(n, cell_type_panel(n_cell_types, panel_seed), cell_types, length_bp, seed=seed,
+                           pool=sorted(ENHANCER_TF_CONSENSUS), motifs=ENHANCER_TF_MOTIFS)
 
 
 # ---------------------------------------------------------------- splicing
@@ -662,11 +761,14 @@ SYNTHETIC_TASKS: dict[str, Callable[..., pd.DataFrame]] = {
     "promoter": promoter_sequences,
     "tf_binding": tf_binding_sequences,
     "cell_type": cell_type_sequences,
+    "cell_type_panel": cell_type_panel_sequences,
     "splice": splice_windows,
     "splice_positions": splice_position_labels,
     "ptm": ptm_windows,
     "localization": localization_proteins,
 }
+CELL_TYPE_TASKS = ("cell_type", "cell_type_panel")
+"""Tasks with a ``cell_type`` column: ``write_task`` gives each cell type its own folder."""
 SPLITS = ("train", "dev", "test")
 
 
@@ -690,17 +792,32 @@ def split_seed(seed: int, split: str) -> int:
     return int(np.random.SeedSequence([seed, SPLITS.index(split)]).generate_state(1)[0])
 
 
-def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Gzip CSV written to a temp file in the same folder, then renamed into place."""
+def _write_csv_temp(frame: pd.DataFrame, path: Path) -> Path:
+    """Gzip CSV written to a temporary sibling of ``path`` (renamed into place by the caller); removed on failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:  # mtime=0 keeps the bytes reproducible
             frame.to_csv(handle, index=False, compression={"method": "gzip", "mtime": 0})
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def _write_csvs_atomic(frames: dict[Path, pd.DataFrame]) -> None:
+    """Write every file to a temporary sibling first and rename them into place only when all are written, so a
+    full disk or a kill midway never leaves a data set with some splits new and others missing or old."""
+    written: dict[Path, Path] = {}
+    try:
+        for path, frame in frames.items():
+            written[path] = _write_csv_temp(frame, path)
+    except BaseException:
+        for tmp in written.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    for path, tmp in written.items():
+        os.replace(tmp, path)
 
 
 def write_task(
@@ -709,18 +826,20 @@ def write_task(
 ) -> Path:  # fmt: skip
     """Write ``{train,dev,test}.csv.gz`` for task ``name`` under ``out_dir``; return ``out_dir``.
 
-    Each split uses its own seed (``split_seed``). For "cell_type" each cell type gets a
+    Each split uses its own seed (``split_seed``). For "cell_type" and "cell_type_panel" each cell type gets a
     sub-folder, ``out_dir/<cell_type>/{train,dev,test}.csv.gz``, one task per folder.
 
     >>> write_task("promoter", "data/promoter", n_train=100, n_dev=20, n_test=20)  # doctest: +SKIP
     """
     _check_choice("synthetic task", name, SYNTHETIC_TASKS)
-    out_dir = Path(out_dir)
+    out_dir = check_output_folder(out_dir, "OUT_DIR")
+    files: dict[Path, pd.DataFrame] = {}
     for split, n in zip(SPLITS, (n_train, n_dev, n_test)):
         frame = make_task(name, n, seed=split_seed(seed, split), **kwargs)
-        if name == "cell_type":
+        if name in CELL_TYPE_TASKS:
             for cell_type, group in frame.groupby("cell_type", sort=True):
-                _write_csv_atomic(group, out_dir / str(cell_type) / f"{split}.csv.gz")
+                files[out_dir / str(cell_type) / f"{split}.csv.gz"] = group
         else:
-            _write_csv_atomic(frame, out_dir / f"{split}.csv.gz")
+            files[out_dir / f"{split}.csv.gz"] = frame
+    _write_csvs_atomic(files)
     return out_dir

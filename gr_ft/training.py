@@ -7,7 +7,7 @@ Example:
     >>> accelerator = build_accelerator(TrainConfig(precision="fp32"))
     >>> optimizer, scheduler = build_optimizer(model, TrainConfig(), steps_per_epoch=100)
     >>> model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    >>> train_epoch(model, loader, optimizer, scheduler, accelerator, TrainConfig(), state)
+    >>> train_epoch(model, loader, optimizer, scheduler, accelerator, TrainConfig(), state=state)
 """
 
 from __future__ import annotations
@@ -25,19 +25,25 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from .config import TrainConfig
 from .evaluation import PRIMARY_METRIC, MetricAccumulator, metric_direction
 from .modeling import TASK_LOSSES
+from .run_state import RUN_CONFIG_FILE, kill_point
+from .utils import progress_bar
 
 __all__ = [
     "TrainingState",
     "resolve_precision",
+    "bf16_is_faster",
+    "cpu_has_bf16",
+    "bf16_matmul_speedup",
+    "precision_of",
     "build_accelerator",
     "build_optimizer",
     "train_epoch",
+    "iterate_keeping_rng",
     "evaluate",
     "save_checkpoint",
     "load_checkpoint",
@@ -65,15 +71,109 @@ class TrainingState:
     best_epoch: Optional[int] = None
     evals_without_improvement: int = 0
     history: list[dict] = field(default_factory=list)
+    epoch_loss_sum: float = 0.0
+    """Sum of this process's batch losses so far in the current epoch (a resumed epoch's mean covers all of it)."""
+    epoch_loss_batches: int = 0
+    """Batches summed in ``epoch_loss_sum``."""
+
+
+BF16_PROBE_SIZE = 1024
+"""Side of the square matmuls timed by :func:`bf16_matmul_speedup` (1024^3: ~20-40 ms per fp32 rep on one core)."""
+BF16_MIN_SPEEDUP = 1.1
+"""bf16 autocast is chosen on a CPU without AMX only when its probe matmul is at least this much faster than fp32."""
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
+    return set(line.partition(":")[2].split())
+
+
+def cpu_model() -> str:
+    """The CPU model name of /proc/cpuinfo, else ``platform.processor()``."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _probe_cache_path() -> Path:
+    root = os.environ.get("GR_FT_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gr-ft")
+    return Path(root) / "bf16_probe.json"
+
+
+def _time_matmuls(size: int, reps: int) -> tuple[float, float]:
+    """Best-of-``reps`` seconds of one ``size``^3 matmul in fp32 and in bf16, reps interleaved (noisy shared CPUs)."""
+    import time
+
+    a32, b32 = torch.randn(size, size), torch.randn(size, size)
+    a16, b16 = a32.bfloat16(), b32.bfloat16()
+    best = {"fp32": math.inf, "bf16": math.inf}
+    with torch.inference_mode():
+        a32 @ b32, a16 @ b16  # warm-up: first calls pick kernels
+        for _ in range(reps):
+            for name, (a, b) in (("fp32", (a32, b32)), ("bf16", (a16, b16))):
+                start = time.perf_counter()
+                a @ b
+                best[name] = min(best[name], time.perf_counter() - start)
+    return best["fp32"], best["bf16"]
+
+
+def bf16_matmul_speedup(size: int = BF16_PROBE_SIZE, reps: int = 3, refresh: bool = False) -> float:
+    """fp32 time / bf16 time of a square matmul on this CPU; measured once, then cached.
+
+    The cache is a small JSON file (``$GR_FT_CACHE_DIR`` or ``~/.cache/gr-ft``/bf16_probe.json) keyed by
+    CPU model, torch version and thread count, written atomically.
+
+    Example:
+        >>> bf16_matmul_speedup() > 1.0   # True on AMX or fast AVX512-BF16 CPUs  # doctest: +SKIP
+    """
+    key = f"{cpu_model()} | torch {torch.__version__} | threads {torch.get_num_threads()} | n {size}"
+    path = _probe_cache_path()
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if not refresh and isinstance(cache.get(key), dict) and "speedup" in cache[key]:
+        return float(cache[key]["speedup"])
+    fp32_s, bf16_s = _time_matmuls(size, reps)
+    speedup = fp32_s / bf16_s
+    logger.info("bf16 probe on %s: fp32 %.1f ms, bf16 %.1f ms per %d^3 matmul (x%.2f)", key, 1e3 * fp32_s,
+                1e3 * bf16_s, size, speedup)
+    cache[key] = {"fp32_s": fp32_s, "bf16_s": bf16_s, "speedup": speedup}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as err:  # a read-only home only costs a re-measurement next time
+        logger.warning("could not cache the bf16 probe in %s (%s)", path, err)
+    return speedup
 
 
 def cpu_has_bf16() -> bool:
-    """True when the CPU multiplies bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    """True when bf16 autocast pays off on this CPU: AMX (``amx_bf16``), or a bf16 matmul measurably faster
+    than fp32 (:func:`bf16_matmul_speedup` >= ``BF16_MIN_SPEEDUP``).
+
+    The ``avx512_bf16`` flag alone is not enough: on some Xeons with it and without AMX a bf16 matmul runs at
+    ~0.55x fp32, so the probe decides there.
+    """
+    flags = cpu_flags()
+    if "amx_bf16" in flags:
+        return True
+    if "avx512_bf16" not in flags and "bf16" not in flags:  # no native bf16 dot product: emulated, slow
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bf16_matmul_speedup() >= BF16_MIN_SPEEDUP
 
 
 def has_accelerator_device() -> bool:
@@ -84,8 +184,18 @@ def has_accelerator_device() -> bool:
     return torch.cuda.is_available()
 
 
+def bf16_is_faster(device: torch.device | str) -> bool:
+    """True where bf16 autocast beats fp32 on ``device``: CUDA with bf16; a CPU with AMX or whose bf16 matmul
+    probe wins (:func:`cpu_has_bf16`: measured once per CPU model, torch version and thread count)."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return kind == "cpu" and cpu_has_bf16()
+
+
 def resolve_precision(precision: str) -> str:
-    """Map ``auto`` to bf16 where the hardware has it, else fp32; refuse fp16 on CPU with a fallback.
+    """Map ``auto`` to bf16 where it is faster (CUDA with bf16, AMX, or a CPU whose bf16 probe wins), else
+    fp32 (fp16 on CUDA without bf16); refuse fp16 on CPU with a fallback.
 
     Example:
         >>> resolve_precision("fp32")
@@ -94,19 +204,26 @@ def resolve_precision(precision: str) -> str:
     cuda = torch.cuda.is_available()
     if precision == "auto":
         if cuda:
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if cpu_has_bf16() else "fp32"
+            return "bf16" if bf16_is_faster("cuda") else "fp16"
+        return "bf16" if bf16_is_faster("cpu") else "fp32"
     if precision == "fp16" and not cuda:
         logger.warning("fp16 autocast needs a GPU; falling back to fp32 on CPU")
         return "fp32"
     return precision
 
 
-def build_accelerator(cfg: TrainConfig, project_dir: Optional[str] = None) -> Accelerator:
+def precision_of(accelerator: Accelerator) -> str:
+    """The precision an Accelerator runs at: fp32, bf16 or fp16 (what a run folder records)."""
+    mixed = str(getattr(accelerator.mixed_precision, "value", accelerator.mixed_precision))
+    return "fp32" if mixed == "no" else mixed
+
+
+def build_accelerator(cfg: TrainConfig, project_dir: Optional[str] = None, split_batches: bool = True) -> Accelerator:
     """An Accelerator with mixed precision resolved and global batches split across processes.
 
     ``split_batches=True`` makes ``train.batch_size`` the global batch, so 1 and N processes
-    see the same batches in the same order.
+    see the same batches in the same order. Batches of varying size (``train.batch_tokens``) cannot be
+    split evenly: with ``split_batches=False`` each process takes whole batches in turn.
     """
     precision = resolve_precision(cfg.precision)
     return Accelerator(
@@ -114,7 +231,7 @@ def build_accelerator(cfg: TrainConfig, project_dir: Optional[str] = None) -> Ac
         cpu=not has_accelerator_device(),
         mixed_precision="no" if precision == "fp32" else precision,
         gradient_accumulation_steps=cfg.grad_accum_steps,
-        dataloader_config=DataLoaderConfiguration(split_batches=True),
+        dataloader_config=DataLoaderConfiguration(split_batches=split_batches),
         log_with=cfg.tracker,
         project_dir=project_dir,
     )
@@ -136,13 +253,34 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: i
     return optimizer, scheduler
 
 
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute the backbone's activations in backward (``train.gradient_checkpointing``), non-reentrant so that
+    frozen embeddings under LoRA still pass gradients to the adapter; a backbone without support is an error."""
+    backbone = model.backbone
+    if not getattr(backbone, "supports_gradient_checkpointing", False):
+        raise ValueError(f"train.gradient_checkpointing=true: the {type(backbone).__name__} backbone does not support "
+                         f"gradient checkpointing; set it to false (or lower train.batch_size / train.batch_tokens)")
+    kwargs = {"use_reentrant": False}
+    if hasattr(backbone, "activation_checkpointing_enable"):  # transformers 5 (the old name is deprecated)
+        backbone.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def training_done(cfg: TrainConfig, state) -> bool:
+    """Whether training has run its course: ``max_steps`` optimiser steps when set (it overrides epochs), else epochs."""
+    if cfg.max_steps:
+        return state.global_step >= cfg.max_steps
+    return state.epoch >= cfg.epochs
+
+
 def total_optimizer_steps(cfg: TrainConfig, batches_per_epoch: int) -> int:
     per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum_steps)
     return cfg.max_steps if cfg.max_steps else per_epoch * cfg.epochs
 
 
 def train_epoch(model, loader, optimizer, scheduler, accelerator: Accelerator, cfg: TrainConfig,
-                state: TrainingState, on_step=None) -> float:
+                *, state: TrainingState, on_step=None) -> float:
     """Train one epoch (resuming mid-epoch if ``state.batches_in_epoch`` > 0); returns the mean loss
     over processes.
 
@@ -152,10 +290,10 @@ def train_epoch(model, loader, optimizer, scheduler, accelerator: Accelerator, c
     loader.set_epoch(state.epoch)
     skipped = state.batches_in_epoch
     batches = accelerator.skip_first_batches(loader, skipped) if skipped else loader
-    progress = tqdm(batches, total=len(loader), initial=skipped, desc=f"epoch {state.epoch + 1}",
-                    disable=not accelerator.is_local_main_process, leave=False)
-    total_loss, seen, tokens_at_start = 0.0, 0, state.real_tokens
-    for batch in progress:
+    progress = progress_bar(batches, total=len(loader), initial=skipped, desc=f"epoch {state.epoch + 1}",
+                            enabled=accelerator.is_local_main_process, leave=False)
+    total_loss, seen, tokens_at_start = state.epoch_loss_sum, state.epoch_loss_batches, state.real_tokens
+    for batch in iterate_keeping_rng(progress):
         with accelerator.accumulate(model):
             loss = model(**batch)["loss"]
             accelerator.backward(loss)
@@ -167,10 +305,11 @@ def train_epoch(model, loader, optimizer, scheduler, accelerator: Accelerator, c
         state.batches_in_epoch += 1
         state.real_tokens += int(batch["attention_mask"].sum())
         total_loss, seen = total_loss + loss.item(), seen + 1
+        state.epoch_loss_sum, state.epoch_loss_batches = total_loss, seen
         if accelerator.sync_gradients:
             state.global_step += 1
             if state.global_step % cfg.log_every_steps == 0:
-                progress.set_postfix(loss=f"{total_loss / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                progress.set_postfix(refresh=False, loss=f"{total_loss / seen:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
                                      tok_s=f"{(state.real_tokens - tokens_at_start) / max(progress.format_dict['elapsed'], 1e-9):.0f}")
                 accelerator.log({"train/loss": total_loss / seen}, step=state.global_step)
             if on_step is not None:
@@ -178,10 +317,30 @@ def train_epoch(model, loader, optimizer, scheduler, accelerator: Accelerator, c
             if cfg.max_steps and state.global_step >= cfg.max_steps:
                 break
     state.epoch += 1
-    state.batches_in_epoch = 0
+    state.batches_in_epoch, state.epoch_loss_sum, state.epoch_loss_batches = 0, 0.0, 0
     # each process saw its share of every batch: average the per-process means
     mean_loss = torch.tensor(total_loss / max(seen, 1), device=accelerator.device)
     return float(accelerator.reduce(mean_loss, reduction="mean"))
+
+
+def iterate_keeping_rng(iterable):
+    """Iterate ``iterable`` (a DataLoader, or a wrapper of one) so that starting it leaves torch's RNG untouched.
+
+    A DataLoader iterator draws its base seed from torch's global generator when it starts (at ``iter`` for a
+    torch DataLoader, at the first ``next`` for accelerate's wrappers). A resumed run restores the generator and
+    then starts a fresh iterator mid-epoch, so without this the dropout stream after a resume would be one draw
+    off the uninterrupted run's.
+    """
+    with torch.random.fork_rng(devices=[]):
+        iterator = iter(iterable)
+        first = next(iterator, _END)
+    if first is _END:
+        return
+    yield first
+    yield from iterator
+
+
+_END = object()
 
 
 @torch.no_grad()
@@ -195,7 +354,7 @@ def evaluate(model, loader, accelerator: Accelerator, problem_type: str, num_lab
     model.eval()
     metrics = MetricAccumulator(problem_type, num_labels)
     loss_sum, loss_count = 0.0, 0
-    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+    for batch in progress_bar(loader, desc=desc, enabled=accelerator.is_local_main_process, leave=False):
         with accelerator.autocast():
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])["logits"]
         labels = batch["labels"]
@@ -226,28 +385,46 @@ def is_improvement(metrics: dict[str, float], problem_type: str, best: Optional[
 # ----------------------------------------------------------------- checkpoints
 
 
-def _atomic_replace_dir(tmp: Path, final: Path) -> None:
+def _atomic_replace_dir(tmp: Path, final: Path, step: Optional[int] = None) -> None:
+    """``tmp`` -> ``final``; a kill between the two renames leaves ``final.old`` (complete) for the resume."""
     if final.exists():
         old = final.with_name(final.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
+        kill_point("checkpoint_swapping", step)
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
 
 
-def save_checkpoint(accelerator: Accelerator, state, folder: Path, state_file: str = STATE_FILE) -> None:
-    """accelerate ``save_state`` (model, optimizer, scheduler, RNG) plus a state dataclass as JSON, atomically."""
+def save_checkpoint(accelerator: Accelerator, state, folder: Path, state_file: str = STATE_FILE,
+                    config: Optional[dict] = None) -> None:
+    """accelerate ``save_state`` (model, optimizer, scheduler, RNG) plus a state dataclass as JSON, atomically.
+
+    ``config`` (the flat resolved config, :func:`gr_ft.run_folder.flat_config`) is stored as ``run_config.json`` so a
+    resume can refuse a changed config (:func:`gr_ft.run_folder.check_resume_config`).
+    """
+    step = getattr(state, "global_step", getattr(state, "step", None))
     tmp = folder.with_name(folder.name + ".tmp")
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
-    accelerator.wait_for_everyone()  # every rank's RNG file is in tmp before the main process moves it
+    try:
+        accelerator.save_state(str(tmp), safe_serialization=True)
+        accelerator.wait_for_everyone()  # every rank's RNG file is in tmp before the main process moves it
+        if accelerator.is_main_process:
+            (tmp / state_file).write_text(json.dumps(asdict(state), indent=2))
+            if config is not None:
+                (tmp / RUN_CONFIG_FILE).write_text(json.dumps(config, indent=2))
+            kill_point("checkpoint_staged", step)
+    except BaseException:  # full disk, Ctrl-C: drop the half-written last.tmp; the previous checkpoint stays
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if accelerator.is_main_process:
-        (tmp / state_file).write_text(json.dumps(asdict(state), indent=2))
-        _atomic_replace_dir(tmp, folder)
+        _atomic_replace_dir(tmp, folder, step)
+        kill_point("checkpoint", step)
     accelerator.wait_for_everyone()
 
 

@@ -7,7 +7,7 @@
     torchrun --nproc_per_node 2 recipes/finetune_lora.py --config recipes/configs/demo.yaml
     accelerate launch --config_file recipes/accelerate/multi_gpu.yaml recipes/finetune_lora.py --config ...
     # override any field:
-    ... train.lr=3e-4 lora.r=16 output_dir=runs/promoter_r16
+    ... train.lr=3e-4 adapter.r=16 output_dir=runs/promoter_r16
 
 Writes ``output_dir/{metrics.json, adapter/, tokenizer/, label_map.json, config.yaml, base_model.json}``;
 reload with ``gr_ft.load_run(output_dir)``. Interrupted runs resume from ``output_dir/checkpoints/last``.
@@ -18,33 +18,43 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
+import torch
+from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from gr_ft.adapters import apply_adapter, trainable_parameter_count, total_parameter_count
+from gr_ft.backbones.record import BaseModelRecord
 from gr_ft.config import FinetuneConfig, config_to_dict, load_config
-from gr_ft.data import class_weights, encode_split, load_splits, make_dataloader
-from gr_ft.labels import infer_label_spec
-from gr_ft.modeling import build_task_model, default_tokenizer_name
-from gr_ft.run import BaseModelRecord, prepare_output_dir, write_run
+from gr_ft.data import (class_weights, encode_split, load_splits, make_dataloader, pad_multiple_for,
+                        random_window_split)
+from gr_ft.data_checks import finetune_data_checks
+from gr_ft.encoded_cache import load_or_encode
+from gr_ft.evaluation import PRIMARY_METRIC
+from gr_ft.labels import LabelSpec, infer_label_spec
+from gr_ft.modeling import build_task_model, check_input_length, keep_fresh_backbone, load_task_tokenizer
+from gr_ft.packing import check_packing, enable_packing, make_packed_dataloader
+from gr_ft.run_folder import flat_config, prepare_output_dir, write_run
 from gr_ft.tokenization import SequenceTokenizer
 from gr_ft.training import (
     TrainingState,
     build_accelerator,
     build_optimizer,
+    enable_gradient_checkpointing,
     evaluate,
     is_improvement,
     load_checkpoint,
     load_trainable_weights,
-    resolve_precision,
+    precision_of,
     save_checkpoint,
     save_trainable_weights,
     train_epoch,
+    training_done,
 )
 
 logger = logging.getLogger("gr_ft.finetune")
@@ -53,6 +63,7 @@ EXAMPLES = """examples:
   gr-ft finetune                                            # built-in demo, synthetic promoters
   gr-ft finetune --config recipes/configs/promoter_lora.yaml train.epochs=2
   gr-ft finetune data.path=my_peaks.csv.gz model.name_or_path=./dnabert6 output_dir=runs/peaks
+  gr-ft finetune --seeds 0,1,2 output_dir=runs/demo3             # runs/demo3/seed_N + seeds_summary.json
   torchrun --nproc_per_node 2 recipes/finetune_lora.py --config recipes/configs/demo.yaml
 """
 
@@ -63,66 +74,134 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", help="YAML config (recipes/configs/*.yaml); defaults are the built-in demo")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=3e-4 lora.r=16")
-    return parser.parse_args(argv)
+    parser.add_argument("--seeds", help="run once per seed (e.g. 0,1,2) into output_dir/seed_N and write "
+                                         "output_dir/seeds_summary.json with the mean ± sd of each test metric")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=3e-4 adapter.r=16")
+    return parser.parse_intermixed_args(argv)  # key=value overrides may come before or after --config
 
 
 def prepare_data(cfg: FinetuneConfig):
     """Tokenizer, label scheme and encoded splits; all input errors surface here, before any write."""
     alphabet = "dna" if cfg.data.alphabet == "auto" else cfg.data.alphabet
-    tokenizer = SequenceTokenizer.from_pretrained(
-        default_tokenizer_name(cfg.model, alphabet), revision=cfg.model.revision,
-        trust_remote_code=cfg.model.trust_remote_code,
-    )
+    tokenizer = load_task_tokenizer(cfg.model, alphabet)
     if cfg.data.alphabet == "auto":
-        alphabet = "protein" if tokenizer.kind == "protein" else "dna"
+        alphabet = tokenizer.alphabet
     splits = load_splits(cfg.data, alphabet, cfg.train.seed)
     train_frame = splits["train"].frame
     spec = infer_label_spec(train_frame[cfg.data.label_column], cfg.data.problem_type,
-                            train_frame[cfg.data.sequence_column].tolist(), cfg.data.multilabel_separator)
+                            train_frame[cfg.data.sequence_column].tolist(), cfg.data.multilabel_separator,
+                            where=[f"{splits['train'].source}:{line}" for line in train_frame["_line"]])
+    encode = load_or_encode if cfg.data.cache else encode_split  # the cache returns encode_split's result
     encoded = {
-        name: encode_split(split, tokenizer, spec, cfg.data.max_length, cfg.data.crop,
-                           cfg.data.sequence_column, cfg.data.label_column)
+        name: encode(split, tokenizer, spec, cfg.data.max_length, crop=cfg.data.crop,
+                     sequence_column=cfg.data.sequence_column, label_column=cfg.data.label_column)
         for name, split in splits.items()
     }
+    if cfg.data.crop == "random":  # a new window per epoch; dev/test keep the centre window encoded above
+        encoded["train"] = random_window_split(splits["train"], tokenizer, spec, cfg.data.max_length,
+                                               seed=cfg.train.seed, sequence_column=cfg.data.sequence_column,
+                                               label_column=cfg.data.label_column)
     return tokenizer, spec, encoded
 
 
-def build_loaders(cfg: FinetuneConfig, tokenizer, encoded):
-    train = make_dataloader(encoded["train"], tokenizer, cfg.train.batch_size, shuffle=True, seed=cfg.train.seed,
-                            bucket_by_length=cfg.train.bucket_by_length)
-    dev = make_dataloader(encoded["dev"], tokenizer, cfg.train.eval_batch_size, shuffle=False)
-    test = make_dataloader(encoded["test"], tokenizer, cfg.train.eval_batch_size, shuffle=False)
+def build_loaders(cfg: FinetuneConfig, tokenizer, encoded, processes: int, device: torch.device | str = "cpu",
+                  packing_start: Optional[int] = None):
+    """Train, dev and test loaders; a token budget (``train.batch_tokens``) is shared out across processes.
+    Batches are padded to a multiple of 8 tokens on a GPU only (:func:`gr_ft.data.pad_multiple_for`).
+    ``packing_start`` (the backbone's first position id) makes the training batches packed (``train.packing``)."""
+    budget = None if cfg.train.batch_tokens is None else max(cfg.train.batch_tokens // processes, 1)
+    whole = budget is None and not cfg.train.packing  # else each process takes whole batches (split_batches=False)
+    rows = cfg.train.batch_size if whole else max(cfg.train.batch_size // processes, 1)
+    multiple = pad_multiple_for(device)
+    if cfg.train.packing:
+        train = make_packed_dataloader(encoded["train"], packing_start, rows, seed=cfg.train.seed,
+                                       batch_tokens=budget)
+    else:
+        train = make_dataloader(encoded["train"], tokenizer, rows, shuffle=True, seed=cfg.train.seed,
+                                bucket_by_length=cfg.train.bucket_by_length, batch_tokens=budget,
+                                pad_to_multiple_of=multiple)
+    dev = make_dataloader(encoded["dev"], tokenizer, cfg.train.eval_batch_size, shuffle=False,
+                          pad_to_multiple_of=multiple)
+    test = make_dataloader(encoded["test"], tokenizer, cfg.train.eval_batch_size, shuffle=False,
+                           pad_to_multiple_of=multiple)
     return train, dev, test
 
 
-def finetune(cfg: FinetuneConfig) -> dict:
-    """Run one fine-tuning job end to end; returns the metrics written to ``metrics.json``."""
+@dataclass
+class FinetuneRun:
+    """One fine-tuning run once set up: what it trains, on what, where it writes, and how far it got."""
+
+    cfg: FinetuneConfig
+    accelerator: Accelerator
+    tokenizer: SequenceTokenizer
+    spec: LabelSpec
+    base: BaseModelRecord
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loaders: dict[str, torch.utils.data.DataLoader]  # train, dev, test
+    state: TrainingState
+    out: Path
+    started: float
+    data_checks: Optional[dict] = None
+
+    @property
+    def primary_metric(self) -> str:
+        return PRIMARY_METRIC[self.spec.problem_type]
+
+
+def finetune(cfg: FinetuneConfig, on_evaluation=None) -> dict:
+    """Run one fine-tuning job end to end; returns the metrics written to ``metrics.json``.
+
+    ``on_evaluation(epoch, dev_metrics)``, if given, is called after each dev evaluation (and its checkpoint);
+    it may raise (e.g. ``optuna.TrialPruned``) to stop the run there.
+    """
+    run = setup(cfg)
+    train(run, on_evaluation)
+    metrics = finish(run)
+    run.accelerator.end_training()
+    return metrics
+
+
+def setup(cfg: FinetuneConfig) -> FinetuneRun:
+    """Read and check the data, build the model and adapter, prepare them with accelerate, resume if asked."""
     started = time.time()
-    accelerator = build_accelerator(cfg.train, cfg.output_dir)
+    # a packed row or a token-budget batch cannot be split across processes: each process takes whole batches
+    accelerator = build_accelerator(cfg.train, cfg.output_dir,
+                                    split_batches=cfg.train.batch_tokens is None and not cfg.train.packing)
     set_seed(cfg.train.seed)
     tokenizer, spec, encoded = prepare_data(cfg)
-    resume_from = prepare_output_dir(cfg)
-    out = Path(cfg.output_dir)
+    data_checks = finetune_data_checks(cfg, tokenizer)
     weights = None
     if cfg.train.class_weighting == "balanced" and spec.problem_type in ("binary", "multiclass"):
         weights = class_weights(encoded["train"], spec.num_labels)
     model, base = build_task_model(cfg.model, tokenizer, spec.problem_type, spec.num_labels, weights)
-    if base["built_from_config"] and accelerator.is_main_process:
-        # the random initial weights are part of the result: keep them before adapters are injected
-        model.backbone.save_pretrained(str(out / "checkpoints" / "backbone"))
-    if base["built_from_config"] and cfg.lora.method != "full":
+    check_input_length(model, cfg.data.max_length)
+    if cfg.train.packing:
+        check_packing(model.spec)
+    resume_from = prepare_output_dir(cfg)  # every check above runs before the first write
+    out = Path(cfg.output_dir)
+    if accelerator.is_main_process:
+        keep_fresh_backbone(model, base, out / "checkpoints" / "backbone")
+    if base.built_from_config and cfg.adapter.method != "full":
         logger.warning("the backbone is built from config (random weights): %s only learns low-rank updates of "
                        "random weights; for real results start from a pretrained backbone (model.name_or_path, or "
-                       "gr-ft pretrain) or train every weight (lora.method=full)", cfg.lora.method)
-    model = apply_adapter(model, cfg.lora)
+                       "gr-ft pretrain) or train every weight (adapter.method=full)", cfg.adapter.method)
+    if cfg.train.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    packing_start = None
+    if cfg.train.packing:  # after the fresh backbone is saved: its config keeps transformers' SDPA
+        enable_packing(model)
+        packing_start = model.spec.packing_position_start(model.config)
+    model = apply_adapter(model, cfg.adapter)
     accelerator.print(
         f"{spec.problem_type} task, {spec.num_labels} outputs; train/dev/test = "
         f"{len(encoded['train'])}/{len(encoded['dev'])}/{len(encoded['test'])}; trainable parameters "
         f"{trainable_parameter_count(model):,} of {total_parameter_count(model):,}; "
-        f"precision {resolve_precision(cfg.train.precision)}; processes {accelerator.num_processes}"
+        f"precision {precision_of(accelerator)}; processes {accelerator.num_processes}"
     )
-    train_loader, dev_loader, test_loader = build_loaders(cfg, tokenizer, encoded)
+    train_loader, dev_loader, test_loader = build_loaders(cfg, tokenizer, encoded, accelerator.num_processes,
+                                                          accelerator.device, packing_start)
     optimizer, scheduler = build_optimizer(model, cfg.train, len(train_loader))
     model, optimizer, train_loader, dev_loader, test_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, dev_loader, test_loader, scheduler
@@ -133,74 +212,83 @@ def finetune(cfg: FinetuneConfig) -> dict:
     if resume_from is not None:
         state = load_checkpoint(accelerator, resume_from)
         accelerator.print(f"resumed from {resume_from}: epoch {state.epoch}, step {state.global_step}")
-    state = train_loop(cfg, accelerator, model, optimizer, scheduler, train_loader, dev_loader, spec, state, out)
-    metrics = finish(cfg, accelerator, model, test_loader, spec, state, out, tokenizer, base, started)
-    accelerator.end_training()
-    return metrics
+    loaders = {"train": train_loader, "dev": dev_loader, "test": test_loader}
+    return FinetuneRun(cfg, accelerator, tokenizer, spec, base, model, optimizer, scheduler, loaders, state, out,
+                       started, data_checks)
 
 
-def train_loop(cfg, accelerator, model, optimizer, scheduler, train_loader, dev_loader, spec, state, out):
+def train(run: FinetuneRun, on_evaluation=None) -> None:
     """Epochs of training; after each, dev metrics, the best trainable weights and a checkpoint."""
-    checkpoints = out / "checkpoints"
+    cfg, accelerator, state = run.cfg, run.accelerator, run.state
+    checkpoints = run.out / "checkpoints"
     every = cfg.train.checkpoint_every_steps
+    config = flat_config(cfg)  # stored in every checkpoint: a resume with another config is refused
 
     def on_step(step_state: TrainingState) -> None:
         if every and step_state.global_step % every == 0:
-            save_checkpoint(accelerator, step_state, checkpoints / "last")
+            save_checkpoint(accelerator, step_state, checkpoints / "last", config=config)
 
-    while state.epoch < cfg.train.epochs and not (cfg.train.max_steps and state.global_step >= cfg.train.max_steps):
-        loss = train_epoch(model, train_loader, optimizer, scheduler, accelerator, cfg.train, state, on_step)
-        if state.epoch % cfg.train.eval_every_epochs and state.epoch < cfg.train.epochs:
+    while not training_done(cfg.train, state):
+        loss = train_epoch(run.model, run.loaders["train"], run.optimizer, run.scheduler, accelerator, cfg.train,
+                           state=state, on_step=on_step)
+        if state.epoch % cfg.train.eval_every_epochs and not training_done(cfg.train, state):
             continue
-        dev = evaluate(model, dev_loader, accelerator, spec.problem_type, spec.num_labels, desc="dev")
+        dev = evaluate_split(run, "dev")
         state.history.append({"epoch": state.epoch, "train_loss": loss, **{f"dev_{k}": v for k, v in dev.items()}})
         accelerator.log({"train/epoch_loss": loss, **{f"dev/{k}": v for k, v in dev.items()}}, step=state.global_step)
-        improved = is_improvement(dev, spec.problem_type, state.best_metric)
+        improved = is_improvement(dev, run.spec.problem_type, state.best_metric)
         if improved:
-            state.best_metric, state.best_epoch = dev[_primary(spec)], state.epoch
+            state.best_metric, state.best_epoch = dev[run.primary_metric], state.epoch
             state.evals_without_improvement = 0
             if accelerator.is_main_process:
                 checkpoints.mkdir(parents=True, exist_ok=True)
-                save_trainable_weights(accelerator.unwrap_model(model), checkpoints / "best.safetensors")
+                save_trainable_weights(accelerator.unwrap_model(run.model), checkpoints / "best.safetensors")
         else:
             state.evals_without_improvement += 1
         accelerator.print(
-            f"epoch {state.epoch}: train loss {loss:.4f}, dev {_primary(spec)} {dev[_primary(spec)]:.4f}"
+            f"epoch {state.epoch}: train loss {loss:.4f}, dev {run.primary_metric} {dev[run.primary_metric]:.4f}"
             f"{' (best)' if improved else ''}"
         )
-        save_checkpoint(accelerator, state, checkpoints / "last")
+        save_checkpoint(accelerator, state, checkpoints / "last", config=config)
+        if on_evaluation is not None:
+            on_evaluation(state.epoch, dev)
         if cfg.train.patience and state.evals_without_improvement >= cfg.train.patience:
             accelerator.print(f"no dev improvement in {cfg.train.patience} evaluations; stopping early")
             break
-    return state
 
 
-def _primary(spec) -> str:
-    from gr_ft.evaluation import PRIMARY_METRIC
+def evaluate_split(run: FinetuneRun, split: str) -> dict:
+    return evaluate(run.model, run.loaders[split], run.accelerator, run.spec.problem_type, run.spec.num_labels,
+                    desc=split)
 
-    return PRIMARY_METRIC[spec.problem_type]
 
-
-def finish(cfg, accelerator, model, test_loader, spec, state, out, tokenizer, base, started) -> dict:
-    """Restore the best dev weights, score the test split, write the run folder."""
+def finish(run: FinetuneRun) -> dict:
+    """Restore the best dev weights, score the test split, write the run folder (and push it if asked)."""
+    cfg, accelerator, out = run.cfg, run.accelerator, run.out
     accelerator.wait_for_everyone()
     best = out / "checkpoints" / "best.safetensors"
     if best.exists():
-        load_trainable_weights(accelerator.unwrap_model(model), best)
-    test = evaluate(model, test_loader, accelerator, spec.problem_type, spec.num_labels, desc="test")
+        load_trainable_weights(accelerator.unwrap_model(run.model), best)
+    test = evaluate_split(run, "test")
     metrics = {
         "test": test,
-        "best_epoch": state.best_epoch,
-        f"dev_{_primary(spec)}": state.best_metric,
-        "history": state.history,
+        "best_epoch": run.state.best_epoch,
+        f"dev_{run.primary_metric}": run.state.best_metric,
+        "history": run.state.history,
         "seed": cfg.train.seed,
         "processes": accelerator.num_processes,
-        "wall_time_s": round(time.time() - started, 1),
+        "precision": precision_of(accelerator),  # what ran; evaluate/predict use it by default
+        "wall_time_s": round(time.time() - run.started, 1),
     }
+    if run.data_checks is not None:
+        metrics["data_checks"] = run.data_checks
     if accelerator.is_main_process:
-        write_run(out, accelerator.unwrap_model(model), tokenizer, spec, cfg, BaseModelRecord(**base), metrics,
+        # config.yaml records the precision that ran (``auto`` resolved), so the card and a re-run say it too;
+        # metrics.json lands last, then checkpoints/ goes: a kill at any point leaves a resumable or complete folder
+        ran = replace(cfg, train=replace(cfg.train, precision=metrics["precision"]))
+        write_run(out, accelerator.unwrap_model(run.model), run.tokenizer, run.spec, ran, base=run.base,
+                  metrics=metrics,
                   backbone_dir=out / "checkpoints" / "backbone")
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.print(f"test: {json.dumps({k: round(v, 4) for k, v in test.items()})}")
     accelerator.print(f"run folder: {out} (reload with gr_ft.load_run({str(out)!r}))")
@@ -216,12 +304,21 @@ def main(argv: Optional[list[str]] = None) -> dict:
     logging.getLogger("gr_ft").setLevel(logging.INFO)
     args = parse_args(argv)
     cfg = load_config(FinetuneConfig, args.config, args.overrides)
+    if cfg.data.folds:
+        from gr_ft.folds import run_folds
+
+        if args.seeds:
+            raise ValueError("--seeds and data.folds cannot be combined; run the folds once per seed instead")
+        return run_folds(cfg, finetune)
+    if args.seeds:
+        from gr_ft.seeds import run_seeds
+        from gr_ft.sweep import parse_seeds
+
+        return run_seeds(cfg, parse_seeds(args.seeds), finetune)
     return finetune(cfg)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    from gr_ft.errors import run_command
+
+    sys.exit(run_command(main, sys.argv[1:], prog=Path(__file__).name))

@@ -23,22 +23,22 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import torch
+from accelerate import Accelerator
 from accelerate.utils import set_seed
-from tqdm.auto import tqdm
 
-from gr_ft.adapters import apply_adapter, total_parameter_count, trainable_parameter_count
+from gr_ft.adapters import total_parameter_count, trainable_parameter_count
+from gr_ft.backbones.record import BaseModelRecord
 from gr_ft.config import config_to_dict, load_config
 from gr_ft.meta import (
     EpisodeSampler,
     average_gradients,
-    broadcast_trainable,
     compute_prototypes,
     encode_episode,
     margin_spread,
@@ -46,28 +46,33 @@ from gr_ft.meta import (
     protonet_loss,
     sum_across_processes,
 )
-from gr_ft.meta.adapt import embed_sequences, set_prototype_head
+from gr_ft.meta.prototype_head import embed_sequences, set_prototype_head
 from gr_ft.meta.config import MetaTrainConfig
-from gr_ft.meta.run import (
+from gr_ft.meta.recipe import (
     MetaRecord,
     MetaState,
+    MetaTasks,
     TrainableWeights,
-    load_meta_checkpoint,
-    load_meta_test_tasks,
-    meta_label_spec,
+    build_meta_model,
+    episode_samplers,
+    keep_if_best,
+    meta_metrics,
+    meta_test_scores,
     prepare_meta_tasks,
+    restore_best,
+    resume_meta_state,
     sample_per_class,
     save_meta_checkpoint,
-    write_meta_run,
+    publish_meta_run,
 )
-from gr_ft.modeling import build_task_model, default_tokenizer_name
-from gr_ft.run import BaseModelRecord, prepare_output_dir
+from gr_ft.modeling import load_task_tokenizer
+from gr_ft.run_folder import prepare_output_dir
 from gr_ft.tokenization import SequenceTokenizer
-from gr_ft.training import build_accelerator, load_trainable_weights, resolve_precision, save_trainable_weights
+from gr_ft.training import build_accelerator, resolve_precision
+from gr_ft.utils import progress_bar
 
 logger = logging.getLogger("gr_ft.meta_protonet")
 
-VAL_SEED = 7919  # validation and meta-test episodes: a stream of their own, the same at every evaluation
 HEAD_EXAMPLES_PER_CLASS = 64  # meta-train examples per class and task behind the saved head's prototypes
 TEMPERATURE_LR = 1e-2  # Adam on log(temperature): fast enough to move the scale ~e-fold in 100 steps
 EXAMPLES = """examples:
@@ -84,17 +89,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     )
     parser.add_argument("--config", help="YAML config (recipes/configs/meta_*.yaml); defaults: synthetic cell types")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. meta.k_shot=16 meta.distance=cosine")
-    return parser.parse_args(argv)
-
-
-def build_model(cfg: MetaTrainConfig, tokenizer, accelerator, out: Path):
-    """Backbone + n_way head + adapter, identical on every process; the random backbone is kept for the run."""
-    model, base = build_task_model(cfg.model, tokenizer, cfg.problem_type, cfg.meta.n_way)
-    if base["built_from_config"] and accelerator.is_main_process:
-        model.backbone.save_pretrained(str(out / "checkpoints" / "backbone"))
-    model = apply_adapter(model, cfg.lora).to(accelerator.device)
-    broadcast_trainable(model)
-    return model, BaseModelRecord(**base)
+    return parser.parse_intermixed_args(argv)  # key=value overrides may come before or after --config
 
 
 class LogitTemperature(torch.nn.Module):
@@ -130,10 +125,30 @@ def build_optimizer(model, temperature: LogitTemperature, cfg: MetaTrainConfig):
     return optimizer, scheduler
 
 
+@dataclass
+class ProtoNetRun:
+    """One ProtoNet meta-training run once set up: model, temperature, optimiser, episode samplers, progress."""
+
+    cfg: MetaTrainConfig
+    accelerator: Accelerator
+    tokenizer: SequenceTokenizer
+    model: torch.nn.Module
+    base: BaseModelRecord
+    temperature: LogitTemperature
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    data: MetaTasks
+    sampler: EpisodeSampler  # meta-train episodes
+    val_sampler: EpisodeSampler  # validation episodes (held-out rows of the meta-train tasks)
+    state: MetaState
+    out: Path
+    started: float
+
+
 @torch.no_grad()
-def score_episodes(model, sampler, tasks, tokenizer, cfg, accelerator, n_episodes: int,
-                   temperature: float) -> dict[str, float]:
+def score_episodes(run: ProtoNetRun, sampler, tasks, n_episodes: int, temperature: float) -> dict[str, float]:
     """Mean query loss / accuracy of episodes 0..n-1 against their support prototypes (no adaptation)."""
+    cfg, accelerator, model, tokenizer = run.cfg, run.accelerator, run.model, run.tokenizer
     model.eval()
     totals = torch.zeros(3, device=accelerator.device)  # loss sum, accuracy sum, episodes
     for index in range(accelerator.process_index, n_episodes, accelerator.num_processes):
@@ -148,12 +163,13 @@ def score_episodes(model, sampler, tasks, tokenizer, cfg, accelerator, n_episode
 
 
 @torch.no_grad()
-def calibrate_temperature(cfg, model, sampler, tasks, tokenizer, n_episodes: int = 8) -> float:
+def calibrate_temperature(run: ProtoNetRun, n_episodes: int = 8) -> float:
     """The spread (sd) of query logit margins at temperature 1 over the first episodes, before any training.
 
     Dividing by it starts training with logits of unit spread, whatever the embedding scale of the backbone.
     Every process computes the same value (same weights, same episodes).
     """
+    cfg, model, sampler, tasks, tokenizer = run.cfg, run.model, run.sampler, run.data.train, run.tokenizer
     model.eval()
     logits = []
     for index in range(n_episodes):
@@ -163,19 +179,13 @@ def calibrate_temperature(cfg, model, sampler, tasks, tokenizer, n_episodes: int
     return margin_spread(torch.cat(logits))  # Q x n_way per episode
 
 
-def validate(cfg, accelerator, model, temperature, val_sampler, data, tokenizer, state: MetaState, out: Path) -> None:
+def validate(run: ProtoNetRun) -> None:
     """Score the validation episodes, keep the best weights (and their temperature), log one line."""
-    scores = score_episodes(model, val_sampler, data.val, tokenizer, cfg, accelerator, cfg.meta.val_episodes,
-                            temperature.value)
-    # step 0 is the baseline, not a candidate; ties go to the later (more meta-trained) weights
-    improved = state.step > 0 and (state.best_val is None or scores["query_accuracy"] >= state.best_val)
+    accelerator, temperature, state = run.accelerator, run.temperature, run.state
+    scores = score_episodes(run, run.val_sampler, run.data.val, run.cfg.meta.val_episodes, temperature.value)
+    improved = keep_if_best(accelerator, run.model, state, scores, run.out)
     if improved:
-        state.best_val, state.best_step, state.temperature = scores["query_accuracy"], state.step, temperature.value
-        if accelerator.is_main_process:
-            (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-            save_trainable_weights(model, out / "checkpoints" / "best.safetensors")
-    state.history.append({"step": state.step, **{f"val_{k}": v for k, v in scores.items()}})
-    accelerator.log({f"val/{k}": v for k, v in scores.items()}, step=state.step)
+        state.temperature = temperature.value
     accelerator.print(f"meta-step {state.step}: val query accuracy {scores['query_accuracy']:.3f} "
                       f"(loss {scores['query_loss']:.3f}, temperature {temperature.value:.3g})"
                       f"{' (best)' if improved else ''}")
@@ -186,8 +196,10 @@ def average_temperature_gradient(temperature: LogitTemperature, processes: int) 
         temperature.log_value.grad.copy_(sum_across_processes(temperature.log_value.grad) / processes)
 
 
-def protonet_step(cfg, accelerator, model, temperature, optimizer, scheduler, episodes, tasks, tokenizer) -> float:
+def protonet_step(run: ProtoNetRun, episodes) -> float:
     """One optimiser step on this process's episodes; gradients averaged over processes. Returns the mean loss."""
+    cfg, accelerator, model, temperature = run.cfg, run.accelerator, run.model, run.temperature
+    optimizer, scheduler, tasks, tokenizer = run.optimizer, run.scheduler, run.data.train, run.tokenizer
     model.train()
     optimizer.zero_grad(set_to_none=True)
     loss_sum = 0.0
@@ -207,60 +219,47 @@ def protonet_step(cfg, accelerator, model, temperature, optimizer, scheduler, ep
     return loss_sum / len(episodes)
 
 
-def meta_train_loop(cfg, accelerator, model, temperature, optimizer, scheduler, sampler, val_sampler, data,
-                    tokenizer, state: MetaState, out: Path) -> MetaState:
+def train(run: ProtoNetRun) -> None:
     """ProtoNet steps from ``state.step`` to ``meta.meta_steps``, with validation and checkpoints."""
-    meta_train_tasks = set(data.split.meta_train)
-    checkpoint = out / "checkpoints" / "last"
+    cfg, accelerator, temperature, state = run.cfg, run.accelerator, run.temperature, run.state
+    meta_train_tasks = set(run.data.split.meta_train)
+    checkpoint = run.out / "checkpoints" / "last"
     if state.step == 0 and not state.history:  # a fresh start (a resumed run restored the temperature)
-        temperature.reset(cfg.meta.temperature or calibrate_temperature(cfg, model, sampler, data.train, tokenizer))
+        temperature.reset(cfg.meta.temperature or calibrate_temperature(run))
         accelerator.print(f"logit temperature {temperature.value:.4g}"
                           f"{'' if cfg.meta.temperature else ' (calibrated on meta-train episodes)'}"
                           f"{', learned from here' if cfg.meta.learn_temperature else ''}")
-        validate(cfg, accelerator, model, temperature, val_sampler, data, tokenizer, state, out)  # the baseline
-    progress = tqdm(total=cfg.meta.meta_steps, initial=state.step, desc="meta-steps",
-                    disable=not accelerator.is_local_main_process, leave=False)
+        validate(run)  # the baseline
+    progress = progress_bar(total=cfg.meta.meta_steps, initial=state.step, desc="meta-steps",
+                            enabled=accelerator.is_local_main_process, leave=False)
     while state.step < cfg.meta.meta_steps:
-        episodes = sampler.meta_batch(state.step, cfg.meta.meta_batch_tasks)
+        episodes = run.sampler.meta_batch(state.step, cfg.meta.meta_batch_tasks)
         assert all(e.task in meta_train_tasks for e in episodes), "a meta-test task reached meta-training"
         mine = episodes[accelerator.process_index::accelerator.num_processes]
-        loss = protonet_step(cfg, accelerator, model, temperature, optimizer, scheduler, mine, data.train, tokenizer)
+        loss = protonet_step(run, mine)
         state.step += 1
         progress.update(1)
-        progress.set_postfix(loss=f"{loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-        accelerator.log({"train/loss": loss, "train/lr": scheduler.get_last_lr()[0]}, step=state.step)
-        evaluate_now = state.step % cfg.meta.eval_every == 0 or state.step == cfg.meta.meta_steps
+        lr = run.scheduler.get_last_lr()[0]
+        progress.set_postfix(refresh=False, loss=f"{loss:.3f}", lr=f"{lr:.2e}")
+        accelerator.log({"train/loss": loss, "train/lr": lr}, step=state.step)
+        evaluate_now = state.step % cfg.meta.eval_every_steps == 0 or state.step == cfg.meta.meta_steps
         if evaluate_now:
-            validate(cfg, accelerator, model, temperature, val_sampler, data, tokenizer, state, out)
-        if evaluate_now or state.step % cfg.meta.checkpoint_every == 0:
-            save_meta_checkpoint(accelerator, state, checkpoint)
+            validate(run)
+        if evaluate_now or state.step % cfg.meta.checkpoint_every_steps == 0:
+            save_meta_checkpoint(accelerator, state, checkpoint, cfg)
     progress.close()
-    return state
 
 
-def meta_test(cfg, accelerator, model, tokenizer, meta_test_tasks: list[str]) -> dict:
+def meta_test(run: ProtoNetRun) -> dict:
     """After meta-training: prototype accuracy on episodes of each held-out task (its test split)."""
-    if not cfg.meta.test_episodes:
-        return {}
-    tasks = load_meta_test_tasks(cfg, meta_test_tasks)
-    per_task = {}
-    for name in tasks.names:  # one sampler per task: every task gets its own test_episodes
-        try:
-            task_sampler = EpisodeSampler(tasks.subset([name]), cfg.meta.n_way, cfg.meta.k_shot,
-                                          cfg.meta.query_size, seed=VAL_SEED)
-        except ValueError as err:  # too small for an episode: say so, keep the meta-trained run
-            accelerator.print(f"meta-test task {name} not scored: {err}")
-            continue
-        per_task[name] = score_episodes(model, task_sampler, tasks, tokenizer, cfg, accelerator,
-                                        cfg.meta.test_episodes, cfg.meta.temperature)
-    if not per_task:
-        return {}
-    mean = {key: sum(s[key] for s in per_task.values()) / len(per_task) for key in ("query_loss", "query_accuracy")}
-    return {"episodes_per_task": cfg.meta.test_episodes, "k_shot": cfg.meta.k_shot, "mean": mean, "tasks": per_task}
+    cfg = run.cfg
+    return meta_test_scores(cfg, run.accelerator, run.data.split.meta_test, lambda sampler, tasks: score_episodes(
+        run, sampler, tasks, cfg.meta.test_episodes, cfg.meta.temperature))
 
 
-def head_from_meta_train_prototypes(cfg, model, tokenizer, data) -> str:
+def head_from_meta_train_prototypes(run: ProtoNetRun) -> str:
     """Set the head to class prototypes of meta-train examples, averaged over tasks; returns what was done."""
+    cfg, model, tokenizer, data = run.cfg, run.model, run.tokenizer, run.data
     if data.classes is None:
         return "untrained (tasks have different labels): run gr-ft adapt with a support set"
     per_task = []
@@ -276,78 +275,63 @@ def head_from_meta_train_prototypes(cfg, model, tokenizer, data) -> str:
             f"{len(per_task)} tasks); gr-ft adapt replaces them with a new task's prototypes")
 
 
-def finish(cfg, accelerator, model, tokenizer, data, base, state: MetaState, out: Path, started: float) -> dict:
+def finish(run: ProtoNetRun) -> dict:
     """Restore the best validation weights, score the meta-test tasks, set the head, write the run folder."""
+    cfg, accelerator, model, data, state, out = run.cfg, run.accelerator, run.model, run.data, run.state, run.out
     accelerator.wait_for_everyone()
-    best = out / "checkpoints" / "best.safetensors"
-    if best.exists():
-        load_trainable_weights(model, best)
+    restore_best(model, out)
     cfg.meta.temperature = state.temperature  # the best weights' temperature: meta-test, head and meta.json use it
-    metrics = {
-        "meta_test": meta_test(cfg, accelerator, model, tokenizer, data.split.meta_test),
-        "best_step": state.best_step,
-        "val_query_accuracy": state.best_val,
-        "history": state.history,
-        "seed": cfg.train.seed,
-        "processes": accelerator.num_processes,
-        "wall_time_s": round(time.time() - started, 1),
-    }
-    head = head_from_meta_train_prototypes(cfg, model, tokenizer, data)
+    metrics = meta_metrics(cfg, accelerator, state, meta_test(run), run.started)
+    head = head_from_meta_train_prototypes(run)
     record = MetaRecord(
         method="protonet", meta_train_tasks=data.split.meta_train, meta_test_tasks=data.split.meta_test,
-        n_way=cfg.meta.n_way, k_shot=cfg.meta.k_shot, query_size=cfg.meta.query_size, classes=data.classes,
+        n_way=cfg.meta.n_way, k_shot=cfg.meta.k_shot, query_per_class=cfg.meta.query_per_class, classes=data.classes,
         adapt_steps=0, adapt_lr=cfg.meta.inner_lr, distance=cfg.meta.distance, temperature=cfg.meta.temperature,
         tasks=cfg.meta.tasks, head=head,
     )
-    if accelerator.is_main_process:
-        write_meta_run(out, model, tokenizer, cfg, meta_label_spec(cfg, data.classes), base, metrics, record)
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    accelerator.wait_for_everyone()
-    if metrics["meta_test"]:
-        accelerator.print(f"meta-test ({', '.join(data.split.meta_test)}): prototype query accuracy "
-                          f"{metrics['meta_test']['mean']['query_accuracy']:.3f}")
-    accelerator.print(f"run folder: {out} (adapt with: gr-ft adapt {out} SUPPORT.csv OUT_DIR --eval-data ...)")
+    publish_meta_run(run, metrics, record, "prototype query accuracy "
+                     f"{metrics['meta_test'].get('mean', {}).get('query_accuracy', float('nan')):.3f}")
     return metrics
 
 
 def meta_train(cfg: MetaTrainConfig) -> dict:
     """Run one ProtoNet meta-training job end to end; returns the metrics written to ``metrics.json``."""
+    run = setup(cfg)
+    train(run)
+    metrics = finish(run)
+    run.accelerator.end_training()
+    return metrics
+
+
+def setup(cfg: MetaTrainConfig) -> ProtoNetRun:
+    """Tasks, samplers, model and optimiser (identical on every process); checks before the first write; resume."""
     started = time.time()
     accelerator = build_accelerator(cfg.train, cfg.output_dir)
     if cfg.meta.meta_batch_tasks % accelerator.num_processes:
         raise ValueError(f"meta.meta_batch_tasks={cfg.meta.meta_batch_tasks} must be a multiple of the "
                          f"{accelerator.num_processes} processes (every process averages the same number of episodes)")
     set_seed(cfg.train.seed)
-    tokenizer = SequenceTokenizer.from_pretrained(default_tokenizer_name(cfg.model, cfg.alphabet),
-                                                  revision=cfg.model.revision,
-                                                  trust_remote_code=cfg.model.trust_remote_code)
+    tokenizer = load_task_tokenizer(cfg.model, cfg.alphabet)
     data = prepare_meta_tasks(cfg)  # meta-train tasks only; input errors surface here, before any write
-    sampler = EpisodeSampler(data.train, cfg.meta.n_way, cfg.meta.k_shot, cfg.meta.query_size, seed=cfg.train.seed)
-    val_sampler = EpisodeSampler(data.val, cfg.meta.n_way, cfg.meta.k_shot, cfg.meta.query_size, seed=VAL_SEED)
+    sampler, val_sampler = episode_samplers(cfg, data)
     resume_from = prepare_output_dir(cfg)
     out = Path(cfg.output_dir)
-    model, base = build_model(cfg, tokenizer, accelerator, out)
+    model, base = build_meta_model(cfg, tokenizer, accelerator, out)
     temperature = LogitTemperature(cfg.meta.learn_temperature).to(accelerator.device)
     optimizer, scheduler = build_optimizer(model, temperature, cfg)
     accelerator.register_for_checkpointing(TrainableWeights(model), temperature, optimizer, scheduler)
     accelerator.print(
         f"ProtoNet over {len(data.train)} meta-train tasks {data.split.meta_train} (meta-test, held out: "
-        f"{data.split.meta_test}); {cfg.meta.n_way}-way {cfg.meta.k_shot}-shot, {cfg.meta.query_size} queries per "
+        f"{data.split.meta_test}); {cfg.meta.n_way}-way {cfg.meta.k_shot}-shot, {cfg.meta.query_per_class} queries per "
         f"class, {cfg.meta.distance} distance; trainable parameters {trainable_parameter_count(model):,} of "
         f"{total_parameter_count(model):,}; precision {resolve_precision(cfg.train.precision)}; processes "
         f"{accelerator.num_processes}"
     )
     if cfg.train.tracker:
         accelerator.init_trackers("gr-ft-meta", config=config_to_dict(cfg))
-    state = MetaState()
-    if resume_from is not None:
-        state = load_meta_checkpoint(accelerator, resume_from)
-        accelerator.print(f"resumed from {resume_from}: meta-step {state.step}")
-    state = meta_train_loop(cfg, accelerator, model, temperature, optimizer, scheduler, sampler, val_sampler, data,
-                            tokenizer, state, out)
-    metrics = finish(cfg, accelerator, model, tokenizer, data, base, state, out, started)
-    accelerator.end_training()
-    return metrics
+    state = resume_meta_state(accelerator, resume_from)
+    return ProtoNetRun(cfg, accelerator, tokenizer, model, base, temperature, optimizer, scheduler, data, sampler,
+                       val_sampler, state, out, started)
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
@@ -362,8 +346,6 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    from gr_ft.errors import run_command
+
+    sys.exit(run_command(main, sys.argv[1:], prog=Path(__file__).name))

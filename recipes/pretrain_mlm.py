@@ -22,16 +22,17 @@ import logging
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
+from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from gr_ft.config import config_to_dict, load_config, save_config
-from gr_ft.modeling import default_tokenizer_name
+from gr_ft.modeling import load_task_tokenizer
 from gr_ft.pretraining import (
     MaskedLMCollator,
     MaskedLMObjective,
@@ -45,16 +46,19 @@ from gr_ft.pretraining import (
     validation_windows,
 )
 from gr_ft.pretraining.corpus import VALIDATION_SEED
-from gr_ft.run import prepare_output_dir
+from gr_ft.run_folder import flat_config, prepare_output_dir
+from gr_ft.run_state import STAGING, publish_staged
 from gr_ft.tokenization import SequenceTokenizer
 from gr_ft.training import (
     TrainingState,
     build_accelerator,
     build_optimizer,
+    iterate_keeping_rng,
     load_checkpoint,
     resolve_precision,
     save_checkpoint,
 )
+from gr_ft.utils import progress_bar
 
 logger = logging.getLogger("gr_ft.pretrain")
 
@@ -74,16 +78,13 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     )
     parser.add_argument("--config", help="YAML config (recipes/configs/pretrain_*.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=500 corpus.window_bp=256")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # key=value overrides may come before or after --config
 
 
 def prepare_tokenizer(cfg: PretrainConfig) -> tuple[SequenceTokenizer, str]:
     """The run's tokenizer (configured, the checkpoint's own, or kmer6/protein by alphabet) and the alphabet."""
     alphabet = "dna" if cfg.corpus.alphabet == "auto" else cfg.corpus.alphabet
-    tokenizer = SequenceTokenizer.from_pretrained(
-        default_tokenizer_name(cfg.model, alphabet), revision=cfg.model.revision,
-        trust_remote_code=cfg.model.trust_remote_code,
-    )
+    tokenizer = load_task_tokenizer(cfg.model, alphabet)
     return tokenizer, resolve_alphabet(cfg.corpus, tokenizer)
 
 
@@ -121,8 +122,34 @@ def build_train_loader(cfg: PretrainConfig, tokenizer, accelerator, window_token
                       persistent_workers=cfg.corpus.num_workers > 0)
 
 
+@dataclass
+class PretrainRun:
+    """One pretraining run once set up: the objective and its optimiser, the window stream, where it writes."""
+
+    cfg: PretrainConfig
+    accelerator: Accelerator
+    tokenizer: SequenceTokenizer
+    objective: torch.nn.Module  # MaskedLMObjective, prepared by accelerate
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loader: DataLoader
+    validate: Callable[[], dict]  # validation perplexity and masked accuracy on the held-out windows
+    state: TrainingState
+    out: Path
+    started: float
+
+
 def pretrain(cfg: PretrainConfig) -> dict:
     """Run one pretraining job end to end; returns the metrics written to ``metrics.json``."""
+    run = setup(cfg)
+    throughput = train(run)
+    metrics = finish(run, throughput, run.validate())
+    run.accelerator.end_training()
+    return metrics
+
+
+def setup(cfg: PretrainConfig) -> PretrainRun:
+    """Tokenizer, model, validation windows and window stream; checks before the first write; resume if asked."""
     started = time.time()
     accelerator = build_accelerator(cfg.train, cfg.output_dir)
     set_seed(cfg.train.seed)
@@ -130,11 +157,9 @@ def pretrain(cfg: PretrainConfig) -> dict:
     model = build_mlm_model(cfg.model, tokenizer)
     window_tokens = check_window_fits(cfg, tokenizer, model, alphabet)
     held_out = validation_windows(cfg.corpus, tokenizer)
-    resume_from = prepare_output_dir(cfg)
+    resume_from = prepare_output_dir(cfg)  # a fresh start drops an old metrics.json: unfinished until the end
     out = Path(cfg.output_dir)
-    if accelerator.is_main_process:
-        (out / "metrics.json").unlink(missing_ok=True)  # an overwritten run is unfinished until the end
-    accelerator.print(describe_run(cfg, tokenizer, alphabet, model, window_tokens, len(held_out), accelerator))
+    accelerator.print(describe_run(cfg, tokenizer, alphabet, model, window_tokens, len(held_out)))
     objective = MaskedLMObjective(model)
     optimizer, scheduler = build_optimizer(objective, cfg.train, cfg.train.max_steps)
     objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
@@ -150,14 +175,11 @@ def pretrain(cfg: PretrainConfig) -> dict:
     def validate() -> dict[str, float]:
         return evaluate_masked_lm(objective, held_out, val_collator, cfg.train.eval_batch_size, accelerator)
 
-    state, throughput = train_loop(cfg, accelerator, objective, optimizer, scheduler, loader, validate, state, out)
-    metrics = finish(cfg, accelerator, objective, tokenizer, state, throughput, validate(), out, started)
-    accelerator.end_training()
-    return metrics
+    return PretrainRun(cfg, accelerator, tokenizer, objective, optimizer, scheduler, loader, validate, state, out,
+                       started)
 
 
-def describe_run(cfg: PretrainConfig, tokenizer, alphabet: str, model, window_tokens: int, n_validation: int,
-                 accelerator) -> str:
+def describe_run(cfg: PretrainConfig, tokenizer, alphabet: str, model, window_tokens: int, n_validation: int) -> str:
     """One line saying what this run trains on what."""
     source = f"continued from {cfg.model.name_or_path}" if cfg.model.name_or_path else "from scratch"
     return (
@@ -165,7 +187,7 @@ def describe_run(cfg: PretrainConfig, tokenizer, alphabet: str, model, window_to
         f"windows <= {window_tokens} tokens, mask span {resolve_span_length(cfg.masking, tokenizer)}; "
         f"{model.__class__.__name__} {sum(p.numel() for p in model.parameters()):,} parameters ({source}); "
         f"{n_validation} validation windows; precision {resolve_precision(cfg.train.precision)}; "
-        f"processes {accelerator.num_processes}"
+        f"processes {PartialState().num_processes}"
     )
 
 
@@ -198,17 +220,18 @@ def out_of_time(started: float, max_minutes: Optional[float], accelerator) -> bo
     return bool(over > 0)
 
 
-def train_step(cfg: PretrainConfig, accelerator, objective, optimizer, scheduler, batches) -> tuple[dict, int]:
+def train_step(run: PretrainRun, batches) -> tuple[dict, int]:
     """One optimiser step over ``grad_accum_steps`` batches; returns summed (loss, correct, count) and tokens."""
+    accelerator, objective, optimizer, scheduler = run.accelerator, run.objective, run.optimizer, run.scheduler
     sums = {"loss": 0.0, "correct": 0, "count": 0}
     tokens = 0
-    for _ in range(cfg.train.grad_accum_steps):
+    for _ in range(run.cfg.train.grad_accum_steps):
         batch = {k: v.to(accelerator.device) for k, v in next(batches).items()}
         with accelerator.accumulate(objective):
             out = objective(**batch)
             accelerator.backward(out["loss"])
-            if accelerator.sync_gradients and cfg.train.max_grad_norm:
-                accelerator.clip_grad_norm_(objective.parameters(), cfg.train.max_grad_norm)
+            if accelerator.sync_gradients and run.cfg.train.max_grad_norm:
+                accelerator.clip_grad_norm_(objective.parameters(), run.cfg.train.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
@@ -220,35 +243,37 @@ def train_step(cfg: PretrainConfig, accelerator, objective, optimizer, scheduler
     return sums, tokens
 
 
-def train_loop(cfg: PretrainConfig, accelerator, objective, optimizer, scheduler, loader: DataLoader,
-               validate: Callable[[], dict], state: TrainingState, out: Path) -> tuple[TrainingState, dict]:
-    """Steps until ``max_steps`` or ``max_minutes``: logs loss and masked accuracy, validates, checkpoints."""
-    train = cfg.train
+def train(run: PretrainRun) -> dict:
+    """Steps until ``max_steps`` or ``max_minutes``: logs loss and masked accuracy, validates, checkpoints.
+
+    Returns the throughput summary and what stopped the run."""
+    cfg, accelerator, state, train = run.cfg, run.accelerator, run.state, run.cfg.train
     started, throughput, since_log = time.monotonic(), Throughput(), {"loss": 0.0, "correct": 0, "count": 0}
-    progress = tqdm(total=train.max_steps, initial=state.global_step, desc="pretrain",
-                    disable=not accelerator.is_local_main_process)
-    batches = iter(loader)
-    objective.train()
+    progress = progress_bar(total=train.max_steps, initial=state.global_step, desc="pretrain",
+                            enabled=accelerator.is_local_main_process)
+    batches = iterate_keeping_rng(run.loader)  # starting the loader must not shift the dropout stream
+    run.objective.train()
+    config = flat_config(cfg)  # stored in every checkpoint: a resume with another config is refused
     stopped_by = "max_steps"
     while state.global_step < train.max_steps:
         if out_of_time(started, train.max_minutes, accelerator):
             stopped_by = "max_minutes"
             break
         step_started = time.perf_counter()
-        sums, tokens = train_step(cfg, accelerator, objective, optimizer, scheduler, batches)
+        sums, tokens = train_step(run, batches)
         throughput.add(tokens, time.perf_counter() - step_started)
         since_log = {k: since_log[k] + sums[k] for k in since_log}
         state.global_step += 1
         progress.update(1)
         if state.global_step % train.log_every_steps == 0:
-            log_progress(accelerator, progress, since_log, scheduler, throughput, state.global_step)
+            log_progress(accelerator, progress, since_log, run.scheduler, throughput, state.global_step)
             since_log = {"loss": 0.0, "correct": 0, "count": 0}
         if train.eval_every_steps and state.global_step % train.eval_every_steps == 0:
-            record_validation(accelerator, validate(), state)
+            record_validation(accelerator, run.validate(), state)
         if train.checkpoint_every_steps and state.global_step % train.checkpoint_every_steps == 0:
-            save_checkpoint(accelerator, state, out / "checkpoints" / "last")
+            save_checkpoint(accelerator, state, run.out / "checkpoints" / "last", config=config)
     progress.close()
-    return state, {**throughput.summary(accelerator), "stopped_by": stopped_by}
+    return {**throughput.summary(accelerator), "stopped_by": stopped_by}
 
 
 def log_progress(accelerator, progress, since_log: dict, scheduler, throughput: Throughput, step: int) -> None:
@@ -256,7 +281,7 @@ def log_progress(accelerator, progress, since_log: dict, scheduler, throughput: 
     loss = since_log["loss"] / max(since_log["count"], 1)
     accuracy = since_log["correct"] / max(since_log["count"], 1)
     rate = throughput.tokens / max(throughput.seconds, 1e-9)
-    progress.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
+    progress.set_postfix(refresh=False, loss=f"{loss:.4f}", acc=f"{accuracy:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
                          tok_s=f"{rate * accelerator.num_processes:.0f}")
     accelerator.log({"train/loss": loss, "train/masked_accuracy": accuracy}, step=step)
 
@@ -271,9 +296,11 @@ def record_validation(accelerator, result: dict, state: TrainingState) -> None:
                       f"masked accuracy {result['accuracy']:.4f}")
 
 
-def finish(cfg: PretrainConfig, accelerator, objective, tokenizer, state: TrainingState, throughput: dict,
-           final: dict, out: Path, started: float) -> dict:
-    """Save model + tokenizer with ``save_pretrained``; ``metrics.json`` lands last and checkpoints go."""
+def finish(run: PretrainRun, throughput: dict, final: dict) -> dict:
+    """Save model + tokenizer with ``save_pretrained``; ``metrics.json`` lands last and checkpoints go.
+
+    ``final`` is the last validation (perplexity, masked accuracy)."""
+    cfg, accelerator, state, out = run.cfg, run.accelerator, run.state, run.out
     metrics = {
         "steps": state.global_step,
         **throughput,
@@ -281,16 +308,17 @@ def finish(cfg: PretrainConfig, accelerator, objective, tokenizer, state: Traini
         "history": state.history,
         "seed": cfg.train.seed,
         "processes": accelerator.num_processes,
-        "wall_time_s": round(time.time() - started, 1),
+        "wall_time_s": round(time.time() - run.started, 1),
     }
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        accelerator.unwrap_model(objective).model.save_pretrained(str(out))
-        tokenizer.save_pretrained(out)
-        save_config(cfg, out / "pretrain_config.yaml")
-        (out / "metrics.tmp").write_text(json.dumps(metrics, indent=2) + "\n")
-        (out / "metrics.tmp").replace(out / "metrics.json")
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    if accelerator.is_main_process:  # staged, then moved in; metrics.json last, then checkpoints/ goes
+        staging = out / STAGING
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        accelerator.unwrap_model(run.objective).model.save_pretrained(str(staging))
+        run.tokenizer.save_pretrained(staging)
+        save_config(cfg, staging / "pretrain_config.yaml")
+        publish_staged(out, staging, json.dumps(metrics, indent=2) + "\n")
     accelerator.wait_for_everyone()
     accelerator.print(
         f"{state.global_step} steps ({throughput['stopped_by']}), {throughput['train_tokens_per_s']:.0f} tokens/s; "
@@ -308,8 +336,6 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    from gr_ft.errors import run_command
+
+    sys.exit(run_command(main, sys.argv[1:], prog=Path(__file__).name))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
+import sys
+from types import ModuleType
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 FILES = Path(__file__).resolve().parent / "files"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """A script of benchmarks/ imported as module ``name`` (registered in sys.modules: its dataclasses look their
+    module up there while it runs)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:
@@ -50,3 +63,9 @@ def tiny_overrides(tmp_path):
         "train.batch_size=32",
         "train.precision=fp32",
     ]
+
+
+@pytest.fixture(autouse=True)
+def encoded_cache_in_tmp(tmp_path, monkeypatch):
+    """gr-ft's cache (encoded splits, decompressed genomes) lives in the test's tmp folder, never in ~/.cache."""
+    monkeypatch.setenv("GRFT_CACHE_DIR", str(tmp_path / "gr_ft_cache"))

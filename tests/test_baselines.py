@@ -139,3 +139,15 @@ def test_kmer_logreg_on_gue_prom_core_all():
     spec = infer_label_spec(splits["train"].frame["label"])
     result = run_baseline("kmer_logreg", splits, spec, BaselineConfig(kmer=KmerConfig(c_grid=(3.0,))), seed=0)
     assert result["test"]["mcc"] > 0.55  # 0.59 measured (seed 0, C grid 0.1-10)
+
+
+def test_balanced_class_weights_are_sklearns_and_cover_absent_classes():
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from gr_ft.data import balanced_class_weights
+
+    labels = np.array([0, 0, 0, 1, 2, 2])
+    assert np.allclose(balanced_class_weights(labels, 3), compute_class_weight("balanced", classes=np.arange(3), y=labels))
+    weights = balanced_class_weights(np.array([0, 0, 0, 2]), 4)  # classes 1 and 3 never seen: weighted as one row
+    assert np.allclose(weights, [4 / 12, 1, 1, 1])

@@ -14,7 +14,7 @@ from conftest import free_port
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "finetune_lora.py"
 # Exact parity needs identical randomness: dropout off (each process draws its own dropout masks).
-DETERMINISTIC = ["model.dropout=0", "model.head_dropout=0", "lora.dropout=0"]
+DETERMINISTIC = ["model.dropout=0", "model.head_dropout=0", "adapter.dropout=0"]
 TOLERANCE = 1e-4  # float summation order differs between 1 and 2 processes
 
 

@@ -77,6 +77,7 @@ _WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # several fresh Python processes (about a minute on a loaded 2-core machine)
 def test_fresh_processes_load_and_compute_offline_concurrently(tmp_path):
     """Two new processes with empty evaluate caches, sockets disabled, load every metric at once."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1", "PYTHONPATH": str(REPO),

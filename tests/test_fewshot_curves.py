@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import load_benchmark
 from gr_ft.config import ModelConfig, load_config
 from gr_ft.meta.config import MetaTrainConfig
 from gr_ft.modeling import build_backbone
@@ -16,11 +14,7 @@ from gr_ft.tokenization import SequenceTokenizer
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("fewshot_curves", REPO / "benchmarks" / "fewshot_curves.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("fewshot_curves")
 
 
 curves = _load_script()
@@ -57,7 +51,7 @@ def test_meta_test_tasks_from_another_collection_with_their_own_label_names(tmp_
         "--adapt-steps", "2", "--adapt-lrs", "1e-2", "--work-dir", str(tmp_path / "work"),
         "--set", "meta.synthetic_size=320", "meta.synthetic_length_bp=60", "max_length=64", "model.hidden_size=32",
         "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64", "meta.meta_steps=2",
-        "meta.eval_every=2", "meta.val_episodes=1", "meta.inner_steps=1", "meta.k_shot=4", "meta.query_size=4",
+        "meta.eval_every_steps=2", "meta.val_episodes=1", "meta.inner_steps=1", "meta.k_shot=4", "meta.query_per_class=4",
     ])
     report = curves.run(args)
     assert report["meta_train"] == ["GM12878", "HeLa", "HepG2", "K562"]  # every task of --data

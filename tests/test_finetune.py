@@ -11,7 +11,7 @@ import torch
 
 from gr_ft.cli import main as cli_main
 from gr_ft.recipes import finetune_lora
-from gr_ft.run import load_run
+from gr_ft.predictor import load_run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,6 +38,16 @@ def test_recipe_writes_a_run_folder_that_reloads(tiny_overrides, tmp_path):
     assert list(first.columns) == ["prediction", "prob_0", "prob_1"]
     again = load_run(out).predict(sequences)
     assert (first[["prob_0", "prob_1"]] - again[["prob_0", "prob_1"]]).abs().max().max() <= 1e-6
+
+
+def test_training_progress_in_a_redirected_log_is_a_few_lines_not_one_per_step(tiny_overrides, monkeypatch):
+    import io
+
+    log = io.StringIO()  # not a terminal, like `gr-ft finetune ... 2> train.log`
+    monkeypatch.setattr(sys, "stderr", log)
+    finetune_lora.main(tiny_overrides + ["train.log_every_steps=1"])  # a loss postfix after every step
+    lines = [line for line in log.getvalue().replace("\r", "\n").splitlines() if line.startswith("epoch ")]
+    assert lines and len(lines) <= 2 * 3, lines  # opening and closing state per epoch (2 epochs, 5 steps each)
 
 
 def test_existing_run_is_never_overwritten_silently(tiny_overrides, tmp_path):
@@ -169,10 +179,10 @@ def test_regression_and_multilabel_files(tiny_overrides, tmp_path):
 
 
 def test_full_finetuning_and_ia3_save_and_reload(tiny_overrides, tmp_path):
-    finetune_lora.main(tiny_overrides + ["lora.method=full", "train.epochs=1"])
+    finetune_lora.main(tiny_overrides + ["adapter.method=full", "train.epochs=1"])
     assert (tmp_path / "run" / "model.safetensors").exists() and not (tmp_path / "run" / "adapter").exists()
     assert load_run(tmp_path / "run").predict(["ACGT" * 10])["prediction"][0] in ("0", "1")
-    finetune_lora.main(tiny_overrides + ["lora.method=ia3", "train.epochs=1", f"output_dir={tmp_path / 'ia3'}"])
+    finetune_lora.main(tiny_overrides + ["adapter.method=ia3", "train.epochs=1", f"output_dir={tmp_path / 'ia3'}"])
     assert (tmp_path / "ia3" / "adapter" / "adapter_model.safetensors").exists()
 
 
@@ -183,3 +193,47 @@ def test_per_position_labels_of_wrong_length_are_rejected(tiny_overrides, tmp_pa
         finetune_lora.main(tiny_overrides + [f"data.path={data}", "data.problem_type=token_classification",
                                              "model.tokenizer=nucleotide", "data.dev_fraction=0.2"])
     assert not (tmp_path / "run").exists()
+
+
+def test_max_steps_overrides_epochs(tiny_overrides, tmp_path):
+    # 192 rows / batch 32 = 6 steps per epoch: 12 steps is two epochs although train.epochs=1
+    metrics = finetune_lora.main(tiny_overrides + ["train.epochs=1", "train.max_steps=12"])
+    assert [row["epoch"] for row in metrics["history"]] == [1, 2]
+
+
+def test_random_windows_change_per_epoch_and_repeat_per_seed(tmp_path):
+    import pandas as pd
+
+    from gr_ft.data import LabeledSplit, make_dataloader, random_window_split
+    from gr_ft.labels import infer_label_spec
+    from gr_ft.tokenization import SequenceTokenizer
+
+    tokenizer = SequenceTokenizer.from_pretrained("nucleotide")
+    import random
+
+    rng = random.Random(0)
+    first = "".join(rng.choice("ACGT") for _ in range(200))  # aperiodic: windows tell offsets apart
+    rows = pd.DataFrame({"sequence": [first, "TTGCA" * 40], "label": ["0" * 100 + "1" * 100, "0" * 200],
+                         "_line": [2, 3]})
+    spec = infer_label_spec(rows["label"], "token_classification", rows["sequence"].tolist())
+    split = LabeledSplit(rows, "windows.csv")
+    train = random_window_split(split, tokenizer, spec, max_length=34, seed=7)  # 32 bases + [CLS] [SEP]
+    windows = []
+    for epoch in range(3):
+        train.set_epoch(epoch)
+        windows.append(train[0]["input_ids"])
+    assert len(windows[0]) == 34 and len({tuple(w) for w in windows}) > 1
+    again = random_window_split(split, tokenizer, spec, max_length=34, seed=7)
+    again.set_epoch(2)
+    assert again[0]["input_ids"] == windows[2]
+    # labels follow the window: the ids of "1" positions are the window's tail of the first row
+    loader = make_dataloader(train, tokenizer, batch_size=2, shuffle=True, seed=7)
+    loader.sampler.set_epoch(5)
+    assert train.epoch == 5
+    item = train[0]
+    assert len(item["labels"]) == len(item["input_ids"]) and item["labels"][0] == -100
+
+
+def test_finetune_with_random_windows(tiny_overrides, tmp_path):
+    metrics = finetune_lora.main(tiny_overrides + ["data.crop=random", "data.max_length=40", "train.epochs=1"])
+    assert "mcc" in metrics["test"]

@@ -18,7 +18,7 @@ from gr_ft import hub
 from gr_ft.cli import main as cli_main
 from gr_ft.leakage import leakage_report
 from gr_ft.recipes import finetune_lora
-from gr_ft.run import load_run
+from gr_ft.predictor import load_run
 
 # Lengths around max_length=64 tokens, so the crop path is exercised too.
 SEQUENCES = ["ACGT" * 12, "TATAAAAGGCGC" * 4, "GATTACA" * 20, "CCGGAATT" * 3]

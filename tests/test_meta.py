@@ -164,7 +164,7 @@ def test_real_fewshot_collections_load():
 
 def test_episode_sampler_is_seeded(tasks):
     def draw(seed):
-        sampler = EpisodeSampler(tasks, n_way=2, k_shot=3, query_size=4, seed=seed)
+        sampler = EpisodeSampler(tasks, n_way=2, k_shot=3, query_per_class=4, seed=seed)
         return [(e.task, e.support_index.tolist(), e.query_index.tolist()) for e in sampler.meta_batch(5, 3)]
 
     assert draw(0) == draw(0)
@@ -172,7 +172,7 @@ def test_episode_sampler_is_seeded(tasks):
 
 
 def test_support_and_query_never_share_an_example(tasks):
-    sampler = EpisodeSampler(tasks, n_way=2, k_shot=5, query_size=7, seed=0)
+    sampler = EpisodeSampler(tasks, n_way=2, k_shot=5, query_per_class=7, seed=0)
     for index in range(40):
         episode = sampler.sample(index)
         frame = tasks[episode.task]
@@ -187,19 +187,19 @@ def test_support_and_query_never_share_an_example(tasks):
 
 
 def test_meta_batch_uses_distinct_tasks(tasks):
-    sampler = EpisodeSampler(tasks, n_way=2, k_shot=2, query_size=2, seed=0)
+    sampler = EpisodeSampler(tasks, n_way=2, k_shot=2, query_per_class=2, seed=0)
     assert sorted(e.task for e in sampler.meta_batch(0, 4)) == CELL_TYPES
 
 
 def test_too_few_examples_names_task_and_class(tasks):
     with pytest.raises(ValueError, match=r"task 'GM12878'.*class '0' has 12"):
-        EpisodeSampler(tasks, n_way=2, k_shot=8, query_size=8, seed=0)
+        EpisodeSampler(tasks, n_way=2, k_shot=8, query_per_class=8, seed=0)
     with pytest.raises(ValueError, match="meta.k_shot"):
-        EpisodeSampler(tasks, n_way=2, k_shot=0, query_size=8)
+        EpisodeSampler(tasks, n_way=2, k_shot=0, query_per_class=8)
 
 
 def test_encode_episode_batches(tasks, tokenizer):
-    episode = EpisodeSampler(tasks, n_way=2, k_shot=3, query_size=2, seed=0).sample(0)
+    episode = EpisodeSampler(tasks, n_way=2, k_shot=3, query_per_class=2, seed=0).sample(0)
     support, query = encode_episode(episode, tasks, tokenizer, MAX_LENGTH)
     assert support["input_ids"].shape == (6, MAX_LENGTH) and query["input_ids"].shape[0] == 4
     assert support["labels"].tolist() == episode.support_labels.tolist()
@@ -226,7 +226,7 @@ def test_reptile_config_errors_name_the_flag():
 
 @pytest.fixture
 def support(tasks, tokenizer):
-    episode = EpisodeSampler(tasks, n_way=2, k_shot=4, query_size=4, seed=0).sample(0)
+    episode = EpisodeSampler(tasks, n_way=2, k_shot=4, query_per_class=4, seed=0).sample(0)
     return encode_episode(episode, tasks, tokenizer, MAX_LENGTH)
 
 
@@ -334,9 +334,9 @@ def test_protonet_classifier_on_a_frozen_backbone(tokenizer, tasks):
 
 
 def test_tiny_peft_model_meta_trains_with_reptile_and_protonet(tokenizer, tasks):
-    cfg = ReptileConfig(meta_steps=2, meta_batch_tasks=2, inner_steps=2, inner_lr=1e-2, k_shot=4, query_size=4,
+    cfg = ReptileConfig(meta_steps=2, meta_batch_tasks=2, inner_steps=2, inner_lr=1e-2, k_shot=4, query_per_class=4,
                         inner_batch_size=4)
-    sampler = EpisodeSampler(tasks, cfg.n_way, cfg.k_shot, cfg.query_size, seed=0)
+    sampler = EpisodeSampler(tasks, cfg.n_way, cfg.k_shot, cfg.query_per_class, seed=0)
     model = tiny_model(tokenizer)
     start, frozen_start = trainable(model), {n: p.clone() for n, p in frozen(model).items()}
     for step in range(cfg.meta_steps):
@@ -413,3 +413,12 @@ def test_two_processes_average_task_deltas_like_one(tmp_path):
     ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1)]
     assert_same(ranks[0], ranks[1])  # every process applied the same update
     assert_same(ranks[0], one, atol=1e-6)
+
+
+def test_meta_config_refuses_train_keys_it_would_ignore():
+    from gr_ft.config import load_config
+    from gr_ft.meta.config import MetaTrainConfig
+
+    with pytest.raises(ValueError, match=r"train.lr -> meta.meta_lr"):
+        load_config(MetaTrainConfig, None, ["train.lr=1e-4"])
+    assert load_config(MetaTrainConfig, None, ["train.seed=3", "train.precision=fp32"]).train.seed == 3

@@ -13,13 +13,15 @@ from safetensors.torch import load_file
 from conftest import free_port
 from gr_ft.cli import main as cli_main
 from gr_ft.config import load_config, recipe_config_class
+import gr_ft.meta.recipe
 from gr_ft.meta import EpisodeSampler, ProtoNetClassifier
 from gr_ft.meta.adapt import adapt_run, embed_sequences, init_prototype_head, prototype_head_weights
 from gr_ft.meta.episodes import encode_labeled_sequences
 from gr_ft.meta.config import MetaTrainConfig
 from gr_ft.modeling import build_backbone
 from gr_ft.recipes import finetune_lora, meta_protonet, meta_reptile
-from gr_ft.run import load_model_for_run, load_run
+from gr_ft.run_folder import load_model_for_run
+from gr_ft.predictor import load_run
 from gr_ft.synthetic import cell_type_sequences
 from gr_ft.tokenization import SequenceTokenizer
 
@@ -29,8 +31,8 @@ HELD_OUT = "HeLa"
 TINY = [
     "meta.synthetic_size=320", "meta.synthetic_length_bp=60", "max_length=64", "model.tokenizer=kmer3",
     "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64",
-    "train.precision=fp32", "meta.meta_steps=3", "meta.eval_every=2", "meta.checkpoint_every=1",
-    "meta.val_episodes=2", "meta.test_episodes=2", "meta.k_shot=4", "meta.query_size=4", "meta.inner_steps=2",
+    "train.precision=fp32", "meta.meta_steps=3", "meta.eval_every_steps=2", "meta.checkpoint_every_steps=1",
+    "meta.val_episodes=2", "meta.test_episodes=2", "meta.k_shot=4", "meta.query_per_class=4", "meta.inner_steps=2",
     f"meta.meta_test=[{HELD_OUT}]",
 ]
 RUN_FILES = {"adapter", "tokenizer", "backbone", "base_model.json", "config.yaml", "label_map.json", "metrics.json",
@@ -75,7 +77,7 @@ def train_recorded(recipe, out: Path, extra=()) -> tuple[dict, EpisodeLog]:
         return real_meta_test(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(recipe, "EpisodeSampler", log.sampler_class())
+        patch.setattr(gr_ft.meta.recipe, "EpisodeSampler", log.sampler_class())  # every sampler a recipe builds
         patch.setattr(recipe, "meta_test", meta_test)
         metrics = recipe.main(TINY + [f"output_dir={out}", *extra])
     return metrics, log
@@ -333,7 +335,7 @@ def test_torchrun_two_processes_match_one(tmp_path, method):
 
     script = Path(RECIPES[method].__file__)
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-    deterministic = TINY + ["model.dropout=0", "model.head_dropout=0", "lora.dropout=0", "meta.val_episodes=3"]
+    deterministic = TINY + ["model.dropout=0", "model.head_dropout=0", "adapter.dropout=0", "meta.val_episodes=3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for name, launcher in (("one", [sys.executable]), ("two", [torchrun, "--nproc_per_node", "2", "--master_port",
                                                                str(free_port())])):

@@ -388,3 +388,20 @@ def test_config_errors_name_the_flag(override, message):
         load_config(PretrainConfig, None, ["corpus.train_files=x.fa", override])
     with pytest.raises(ValueError, match="corpus.train_files"):
         load_config(PretrainConfig, None, [])
+
+
+def test_window_encoder_reads_spaced_residue_vocabularies_through_the_tokenizer(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from hub_fixtures import make_fixture
+
+    from gr_ft.pretraining.corpus import TokenizerEncoder, build_window_encoder
+    from gr_ft.tokenization import SequenceTokenizer
+
+    tokenizer = SequenceTokenizer.from_pretrained(make_fixture("prott5", tmp_path / "prott5"))
+    encoder = build_window_encoder(tokenizer, 64)
+    assert isinstance(encoder, TokenizerEncoder)
+    ids = encoder(["MKTUAY"])[0].tolist()
+    assert ids == tokenizer.encode(["MKTUAY"], max_length=64)["input_ids"][0]
+    assert tokenizer.hf.unk_token_id not in ids

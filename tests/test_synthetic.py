@@ -13,6 +13,8 @@ import pytest
 from gr_ft import synthetic
 from gr_ft.synthetic import (
     CELL_TYPE_TFS,
+    ENHANCER_TF_CONSENSUS,
+    ENHANCER_TF_MOTIFS,
     LOCALIZATION_CLASSES,
     MOTIF_CONSENSUS,
     MOTIFS,
@@ -21,7 +23,7 @@ from gr_ft.synthetic import (
     write_task,
 )
 
-DNA_TASKS = ("promoter", "tf_binding", "cell_type", "splice", "splice_positions")
+DNA_TASKS = ("promoter", "tf_binding", "cell_type", "cell_type_panel", "splice", "splice_positions")
 PROTEIN_TASKS = ("ptm", "localization")
 AMINO_ACIDS = set("ACDEFGHIKLMNPQRSTVWY")
 IUPAC_CLASSES = {"R": "[AG]", "Y": "[CT]", "S": "[CG]", "W": "[AT]", "K": "[GT]", "M": "[AC]", "N": "[ACGT]"}
@@ -44,6 +46,23 @@ def count_sites(sequence: str, consensus: str, max_mismatches: int | None = None
         matched = allowed[np.arange(len(consensus)), windows].sum(axis=1)
         total += int((matched >= len(consensus) - max_mismatches).sum())
     return total
+
+
+def count_site_loci(sequences: pd.Series, consensus: str) -> np.ndarray:
+    """Per sequence (all of one length): places where a consensus matches on either strand, with the mismatches
+    count_sites allows; a palindromic site is counted once, not once per strand."""
+    max_mismatches = 1 if len(consensus) >= 8 else 0
+    allowed = np.array([[base in re.sub("[][]", "", IUPAC_CLASSES.get(c, c)) for base in "ACGT"] for c in consensus])
+    lookup = np.zeros(256, dtype=np.int64)
+    lookup[np.frombuffer(b"ACGT", dtype=np.uint8)] = np.arange(4)
+    idx = lookup[np.frombuffer("".join(sequences).encode(), dtype=np.uint8).reshape(len(sequences), -1)]  # N, L
+    positions = idx.shape[1] - len(consensus) + 1
+    hits = np.zeros((len(sequences), positions), dtype=bool)
+    for strand, flip in ((idx, False), ((3 - idx)[:, ::-1], True)):
+        matched = sum(allowed[j][strand[:, j : j + positions]].astype(int) for j in range(len(consensus)))  # N, P
+        matched = matched >= len(consensus) - max_mismatches
+        hits |= matched[:, ::-1] if flip else matched  # reverse-strand window i starts at forward L - m - i
+    return hits.sum(axis=1)
 
 
 def gc_content(sequence: str) -> float:
@@ -168,6 +187,78 @@ def test_cell_type_negatives_include_enhancers_of_other_cell_types():
     assert (gata_or_ets > 0).mean() > 0.2
 
 
+# ---------------------------------------------------------------- a panel of cell types over shared motifs
+
+
+def test_cell_type_panel_is_seeded_distinct_small_tf_combinations():
+    panel = synthetic.cell_type_panel(24, seed=3)
+    assert panel == synthetic.cell_type_panel(24, seed=3) != synthetic.cell_type_panel(24, seed=4)
+    assert list(panel) == [f"cell{i:02d}" for i in range(1, 25)]
+    assert len(set(panel.values())) == 24  # no two cell types share a TF combination
+    assert all(2 <= len(tfs) <= 3 and len(set(tfs)) == len(tfs) for tfs in panel.values())
+    assert set().union(*panel.values()) <= set(ENHANCER_TF_CONSENSUS)
+    assert len(synthetic.cell_type_panel(100, seed=0)) == 100 and list(synthetic.cell_type_panel(100))[-1] == "cell100"
+
+
+def test_cell_type_panel_rejects_impossible_requests():
+    with pytest.raises(ValueError, match="distinct TF subsets"):
+        synthetic.cell_type_panel(5, pool=["AP1", "GATA", "ETS"])  # only 3 pairs + 1 triple
+    with pytest.raises(ValueError, match="choose one of"):
+        synthetic.cell_type_panel(2, pool=["AP1", "GATA", "Sox2"])
+    with pytest.raises(ValueError, match="n_cell_types"):
+        synthetic.cell_type_panel(0)
+    with pytest.raises(ValueError, match="cell01"):
+        synthetic.cell_type_panel_sequences(10, cell_types=["HepG2"])
+
+
+def test_default_panel_held_out_cell_types_reuse_meta_train_motifs_in_new_combinations():
+    """The split benchmarks/fewshot_curves.py uses: cell16-cell20 held out, every one of their TFs meta-trained on."""
+    panel = synthetic.cell_type_panel()
+    held_out = ["cell16", "cell17", "cell18", "cell19", "cell20"]
+    seen = set().union(*(panel[c] for c in panel if c not in held_out))
+    assert all(set(panel[c]) <= seen for c in held_out)
+    assert not {panel[c] for c in held_out} & {panel[c] for c in panel if c not in held_out}
+
+
+def test_pool_motifs_are_pwms_of_their_consensus_and_reuse_the_named_ones():
+    assert len(ENHANCER_TF_MOTIFS) == 16
+    for name, pwm in ENHANCER_TF_MOTIFS.items():
+        assert pwm.shape == (len(ENHANCER_TF_CONSENSUS[name]), 4)
+        np.testing.assert_allclose(pwm.sum(axis=1), 1.0)
+        if name in MOTIFS:
+            assert pwm is MOTIFS[name]
+
+
+def _active_and_other_sites(group: pd.DataFrame, active_tfs) -> tuple[pd.Series, pd.Series]:
+    """Per row: site loci of the cell type's active TFs, and of the rest of the pool."""
+    active = [ENHANCER_TF_CONSENSUS[tf] for tf in active_tfs]
+    other = [c for tf, c in ENHANCER_TF_CONSENSUS.items() if tf not in active_tfs]
+    count = lambda consensuses: pd.Series(sum(count_site_loci(group.sequence, c) for c in consensuses),  # noqa
+                                          index=group.index)
+    return count(active), count(other)
+
+
+@pytest.mark.parametrize(("n_cell_types", "seed", "panel_seed"), [(12, 8, 0), (6, 0, 1), (6, 1, 1)])
+def test_cell_type_panel_labels_follow_the_cell_types_active_tf_sites(n_cell_types, seed, panel_seed):
+    """Positives hold 2-3 sites of their cell type's TFs, negatives 0-1 (plus more of the other pool TFs).
+
+    A consensus scan finds ~50-90% of the planted sites (they are PWM samples), so the bounds have headroom
+    under what is measured (active difference >= 1.2, >= 2 sites: +0.48 or more; seeds of the parameters).
+    Two row seeds of one panel_seed check that the panel, not the rows' seed, decides which TFs are active.
+    """
+    frame = synthetic.cell_type_panel_sequences(100 * n_cell_types, n_cell_types, seed=seed, panel_seed=panel_seed)
+    panel = synthetic.cell_type_panel(n_cell_types, seed=panel_seed)
+    assert set(frame.columns) == {"sequence", "label", "cell_type"}
+    assert sorted(frame.cell_type.unique()) == sorted(panel)
+    for cell_type, group in frame.groupby("cell_type"):
+        assert abs(group.label.mean() - 0.5) < 0.02
+        active, other = _active_and_other_sites(group, panel[cell_type])
+        positive, negative = group.label == 1, group.label == 0
+        assert active[positive].mean() > active[negative].mean() + 1.0, cell_type
+        assert (active[positive] >= 2).mean() > (active[negative] >= 2).mean() + 0.3, cell_type
+        assert other[positive].mean() < other[negative].mean() + 0.5, cell_type  # other TFs' sites do not mark it
+
+
 def test_splice_windows_centre_on_gt_or_ag_with_context():
     frame = synthetic.splice_windows(300, length_bp=400, seed=10)
     centre = 200
@@ -286,3 +377,25 @@ def test_write_task_cell_type_makes_one_folder_per_cell_type(tmp_path):
     assert list(hepg2.columns) == ["sequence", "label", "cell_type"]
     assert (hepg2.cell_type == "HepG2").all() and len(hepg2) == 10
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_write_task_cell_type_panel_makes_one_folder_per_panel_cell_type(tmp_path):
+    out = write_task("cell_type_panel", tmp_path / "panel", n_train=80, n_dev=8, n_test=8, length_bp=120,
+                     n_cell_types=4)
+    assert sorted(p.name for p in out.iterdir()) == ["cell01", "cell02", "cell03", "cell04"]
+    train = pd.read_csv(out / "cell03" / "train.csv.gz")
+    assert (train.cell_type == "cell03").all() and len(train) == 20 and train.label.sum() == 10
+
+
+def test_meta_tasks_synthetic_cell_type_panel_are_the_panel_cell_types():
+    from gr_ft.config import load_config
+    from gr_ft.meta.config import MetaTrainConfig
+    from gr_ft.meta.recipe import load_tasks
+
+    cfg = load_config(MetaTrainConfig, None, ["meta.tasks=synthetic:cell_type_panel", "meta.synthetic_size=80",
+                                              "meta.synthetic_length_bp=60"])
+    tasks = load_tasks(cfg, "train")
+    assert tasks.names == sorted(synthetic.cell_type_panel())
+    assert all(sorted(tasks[name].label) == ["0", "0", "1", "1"] for name in tasks.names)
+    with pytest.raises(ValueError, match="synthetic:cell_type_panel"):
+        load_config(MetaTrainConfig, None, ["meta.tasks=synthetic:cell_panel"])

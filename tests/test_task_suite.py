@@ -6,7 +6,6 @@ suite task) points at an existing ../shared/data folder.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import multiprocessing
@@ -17,8 +16,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, shared_data
-from gr_ft.benchmarking import (
+from conftest import REPO, load_benchmark, shared_data
+
+sys.path.insert(0, str(REPO / "benchmarks"))  # the benchmark harness lives with the benchmarks, not in gr_ft
+from harness import (  # noqa: E402
     ResultsFile,
     aggregate_runs,
     call_outcome,
@@ -34,11 +35,7 @@ from gr_ft.tokenization import SequenceTokenizer
 
 
 def _load_suite():
-    spec = importlib.util.spec_from_file_location("task_suite", REPO / "benchmarks" / "task_suite.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the script is being executed
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("task_suite")
 
 
 suite = _load_suite()
@@ -63,7 +60,7 @@ def synthetic_task(tmp_path_factory) -> "suite.SuiteTask":
 def finished(synthetic_task, tmp_path_factory):
     """The suite run once: 1 task x 2 models x 2 seeds, then the report written."""
     out = tmp_path_factory.mktemp("suite")
-    store = suite.run_suite([synthetic_task], MODELS, SEEDS, TINY_BUDGET, out / "results.json", out / "work",
+    store = suite.run_suite([synthetic_task], MODELS, SEEDS, TINY_BUDGET, out / "results.json", work_dir=out / "work",
                             command="test")
     suite.write_report(store, [synthetic_task], out / "benchmarks.md", out / "benchmarks.png")
     return out, store
@@ -98,7 +95,7 @@ def test_rerun_skips_finished_runs_and_retries_failed_ones(finished, synthetic_t
 
     for model in MODELS:
         monkeypatch.setitem(suite.RUNNERS, model, fake_runner)
-    again = suite.run_suite([synthetic_task], MODELS, SEEDS, TINY_BUDGET, out / "results.json", out / "work")
+    again = suite.run_suite([synthetic_task], MODELS, SEEDS, TINY_BUDGET, out / "results.json", work_dir=out / "work")
     assert called == [("kmer_logreg", 1)]  # only the failed run ran again
     assert len(again.runs) == 4 and all(r["status"] == "ok" for r in again.runs)
 
@@ -107,7 +104,7 @@ def test_a_different_budget_is_refused(finished, synthetic_task):
     out, _ = finished
     other = suite.SuiteBudget(max_train_rows=100, max_eval_rows=60, epochs=1, cnn_epochs=1)
     with pytest.raises(ValueError, match="another budget"):
-        suite.run_suite([synthetic_task], MODELS, SEEDS, other, out / "results.json", out / "work")
+        suite.run_suite([synthetic_task], MODELS, SEEDS, other, out / "results.json", work_dir=out / "work")
 
 
 def test_same_seed_gives_the_same_numbers(finished, synthetic_task, tmp_path):
@@ -131,7 +128,7 @@ def test_pretrained_models_start_from_the_backbone_at_the_fresh_dropout(syntheti
         assert record["status"] == "ok", record.get("error")
         saved = yaml.safe_load((Path(record["run_dir"]) / "config.yaml").read_text())
         assert saved["model"]["name_or_path"] == str(folder) and saved["model"]["dropout"] == FRESH_DROPOUT
-        assert saved["lora"]["method"] == method
+        assert saved["adapter"]["method"] == method
 
 
 def _fake_run(task: str, model: str, seed: int, mcc: float, wall: float = 10.0) -> dict:
@@ -163,6 +160,7 @@ def _record_runs(path: str, task: str, count: int) -> None:
     store.set_task(task, {"source": task})
 
 
+@pytest.mark.slow  # parallel suite processes (about a minute on a loaded 2-core machine)
 def test_suite_processes_sharing_a_results_file_keep_every_record(tmp_path):
     path = str(tmp_path / "shared.json")
     ctx = multiprocessing.get_context("spawn")

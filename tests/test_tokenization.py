@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def kmer_id(kmer: str) -> int:
-    """DNABERT layout: 5 specials, then k-mers in lexicographic ACGT order (base-4 number)."""
-    return 5 + sum("ACGT".index(base) * 4 ** (len(kmer) - 1 - i) for i, base in enumerate(kmer))
+    """DNABERT layout: 5 specials, then k-mers in A,T,C,G product order (base-4 number, A=0 T=1 C=2 G=3)."""
+    return 5 + sum("ATCG".index(base) * 4 ** (len(kmer) - 1 - i) for i, base in enumerate(kmer))
 
 
 def random_dna(rng: random.Random, length: int) -> str:
@@ -50,9 +50,9 @@ def toy_bpe():
 
 
 def write_dnabert_folder(folder: Path, k: int) -> Path:
-    """A folder shaped like a real DNABERT checkpoint's tokenizer: vocab.txt in DNABERT's own order."""
+    """A folder shaped like a DNABERT checkpoint's tokenizer, with a shuffled k-mer order (any order must work)."""
     kmers = ["".join(p) for p in itertools.product("ACGT", repeat=k)]
-    random.Random(k).shuffle(kmers)  # DNABERT's vocab.txt is not lexicographic
+    random.Random(k).shuffle(kmers)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(DNA_SPECIAL_TOKENS + kmers) + "\n")
     (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False, "max_len": 512}))
@@ -81,7 +81,7 @@ def test_kmer_vocabulary_layout_matches_dnabert(k):
     vocab = tok.get_vocab()
     assert len(tok) == 4**k + 5
     assert [vocab[t] for t in DNA_SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
-    assert vocab["A" * k] == 5 and vocab["T" * k] == 4**k + 4
+    assert vocab["A" * k] == 5 and vocab["A" * (k - 1) + "T"] == 6 and vocab["G" * k] == 4**k + 4
     seq = "ACGTACGTTG"[: k + 2]
     kmers = kmerize(seq, k).split()
     assert tok(kmerize(seq, k))["input_ids"] == [2] + [kmer_id(m) for m in kmers] + [3]
@@ -89,8 +89,8 @@ def test_kmer_vocabulary_layout_matches_dnabert(k):
 
 def test_kmer3_known_answer_and_unknown_kmers():
     tok = SequenceTokenizer.from_pretrained("kmer3")
-    assert kmer_id("ACG") == 5 + 0 * 16 + 1 * 4 + 2
-    assert tok.encode(["ACGTA"])["input_ids"] == [[2, kmer_id("ACG"), kmer_id("CGT"), kmer_id("GTA"), 3]]
+    assert kmer_id("ACG") == 5 + 0 * 16 + 2 * 4 + 3 == 16  # line 17 of DNABERT-3's vocab.txt
+    assert tok.encode(["ACGTA"])["input_ids"] == [[2, 16, 50, 57, 3]]
     assert tok.encode(["acgta"])["input_ids"] == tok.encode(["ACGTA"])["input_ids"]  # case normalised
     assert tok.encode(["ACNTA"])["input_ids"] == [[2, 1, 1, 1, 3]]  # every k-mer with N is [UNK]
 
@@ -173,6 +173,15 @@ def test_kind_of_builtins(name, kind, k):
     assert (tok.kind, tok.k) == (kind, k)
 
 
+@pytest.mark.parametrize(
+    "name, input_format",
+    [("kmer3", "kmer"), ("kmer6", "kmer"), ("nucleotide", "char"), ("protein", "char"), ("bpe", "raw"),
+     ("hyena", "char"), ("caduceus", "char")],
+)
+def test_input_format_of_builtins(name, input_format):
+    assert SequenceTokenizer.from_pretrained(name).input_format == input_format
+
+
 def test_kind_of_real_checkpoint_layouts(tmp_path):
     dnabert = SequenceTokenizer.from_pretrained(write_dnabert_folder(tmp_path / "dnabert5", 5))
     assert (dnabert.kind, dnabert.k) == ("kmer", 5)
@@ -180,7 +189,8 @@ def test_kind_of_real_checkpoint_layouts(tmp_path):
     assert infer_tokenizer_kind(esm) == ("protein", 1)
     nt_tokens = ["<unk>", "<pad>", "<mask>", "<cls>", "<eos>", "<bos>"]
     nt_tokens += ["".join(p) for p in itertools.product("ATCG", repeat=6)] + list("ATCGN")
-    assert infer_tokenizer_kind(esm_python_tokenizer(tmp_path, nt_tokens)) == ("other", None)
+    nt = SequenceTokenizer(esm_python_tokenizer(tmp_path, nt_tokens))
+    assert (nt.kind, nt.k, nt.input_format) == ("other", None, "chunked_kmer")
 
 
 # ----------------------------------------------------------------------------- spans and labels

@@ -5,13 +5,14 @@
 * :mod:`.reptile` - first-order Reptile over the trainable (LoRA + head) parameters;
 * :mod:`.protonet` - prototypical networks, trained episodically or used on a frozen backbone;
 * :mod:`.config` - the typed configs of the meta-learning recipes (``recipes/meta_reptile.py``, ``meta_protonet.py``);
-* :mod:`.run` - what the recipes share: task loading with meta-test tasks held out, checkpoints, ``meta.json``;
+* :mod:`.recipe` - what the recipes share: task loading with meta-test tasks held out, checkpoints, ``meta.json``,
+  and the steps around the method (samplers, model, best-validation bookkeeping, meta-test scores);
 * :mod:`.adapt` - ``gr-ft adapt``: a run folder plus k labelled examples of a new task -> an adapted run folder.
 
 Example:
     >>> tasks = load_task_collection("../shared/data/fewshot/gue_emp_yeast")
     >>> split = split_tasks(tasks, meta_test=["H3", "H4"])
-    >>> sampler = EpisodeSampler(tasks.subset(split.meta_train), n_way=2, k_shot=8, query_size=8, seed=0)
+    >>> sampler = EpisodeSampler(tasks.subset(split.meta_train), n_way=2, k_shot=8, query_per_class=8, seed=0)
     >>> support, query = encode_episode(sampler.sample(0), tasks, tokenizer, max_length=256)
     >>> protonet_loss(model, support, query, n_way=2)["loss"].backward()
 """
@@ -23,7 +24,6 @@ from .protonet import (
     DISTANCES,
     ProtoNetClassifier,
     ProtoNetConfig,
-    average_gradients,
     compute_prototypes,
     embed_batch,
     margin_spread,
@@ -34,7 +34,6 @@ from .reptile import (
     INNER_OPTIMIZERS,
     ReptileConfig,
     adapt_and_evaluate,
-    broadcast_trainable,
     inner_loop,
     inner_optimizer_factory,
     meta_lr_schedule,
@@ -42,10 +41,10 @@ from .reptile import (
     reptile_step,
     restore_trainable,
     snapshot_trainable,
-    sum_across_processes,
     task_delta,
 )
-from .run import MetaRecord, read_meta_record
+from .distributed import average_gradients, broadcast_trainable, sum_across_processes
+from .recipe import MetaRecord, read_meta_record
 from .tasks import TaskCollection, TaskSplit, load_task_collection, split_tasks
 
 __all__ = [

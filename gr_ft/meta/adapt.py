@@ -30,9 +30,8 @@ import json
 import logging
 import math
 import shutil
-import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -43,12 +42,14 @@ from torch import nn
 
 from ..evaluation import MetricAccumulator
 from ..io import SPLIT_ALIASES, read_table, validate_sequences
-from ..labels import LabelSpec
-from ..run import BaseModelRecord, load_model_for_run, resolve_run_dir, write_run
+from ..labels import LabelSpec, check_no_empty_labels
+from ..backbones.record import BaseModelRecord
+from ..run_folder import load_model_for_run, resolve_run_dir, write_run
 from .episodes import encode_labeled_sequences, split_batch
-from .protonet import DISTANCES, ProtoNetClassifier, compute_prototypes, margin_spread, prototype_logits
+from .distributed import device_of
+from .prototype_head import embed_sequences, init_prototype_head, prototype_head_weights, set_prototype_head
 from .reptile import INNER_OPTIMIZERS, inner_loop
-from .run import META_FILE, MetaRecord, read_meta_record
+from .recipe import META_FILE, MetaRecord, read_meta_record
 
 __all__ = [
     "ADAPT_METHODS",
@@ -83,6 +84,7 @@ def _read_labelled(path: Path, alphabet: str, sequence_column: str, label_column
                          f"{sequence_column},{label_column}")
     frame = validate_sequences(frame, alphabet, str(path), sequence_column)
     frame[label_column] = frame[label_column].astype(str).str.strip()
+    check_no_empty_labels(frame[label_column], [f"{path}:{line}" for line in frame["_line"]])
     return frame
 
 
@@ -94,7 +96,7 @@ def _check_known_labels(frame: pd.DataFrame, names: Sequence[str], source: Path,
 
 
 def read_support(path: str | Path, names: Sequence[str], alphabet: str = "dna", k_shot: Optional[int] = None,
-                 seed: int = 0, sequence_column: str = "sequence", label_column: str = "label") -> pd.DataFrame:
+                 seed: int = 0, *, sequence_column: str = "sequence", label_column: str = "label") -> pd.DataFrame:
     """The support set: validated rows of every class in ``names``, ``k_shot`` per class if given (seeded).
 
     Errors name the file: a label the run does not know, a class with no example, fewer than
@@ -125,7 +127,7 @@ def read_support(path: str | Path, names: Sequence[str], alphabet: str = "dna", 
 
 
 def read_eval_data(path: str | Path, names: Sequence[str], alphabet: str = "dna", split: str = "test",
-                   exclude: Sequence[str] = (), max_rows: Optional[int] = None, seed: int = 0,
+                   exclude: Sequence[str] = (), *, max_rows: Optional[int] = None, seed: int = 0,
                    sequence_column: str = "sequence", label_column: str = "label") -> pd.DataFrame:
     """Labelled rows to score: a file, or one split of a task folder; support sequences are dropped.
 
@@ -178,12 +180,8 @@ def make_adapter_trainable(model: nn.Module) -> list[str]:
     return [name for name, param in model.named_parameters() if param.requires_grad]
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 def finetune_on_support(model: nn.Module, tokenizer, sequences: Sequence[str], labels: Sequence[int], steps: int,
-                        lr: float, max_length: int, crop: str = "start", batch_size: int = 32,
+                        lr: float, *, max_length: int, crop: str = "start", batch_size: int = 32,
                         optimizer: str = "adam") -> list[float]:
     """``steps`` optimiser steps on the support set (mini-batches cycled); returns the losses.
 
@@ -206,92 +204,9 @@ def finetune_on_support(model: nn.Module, tokenizer, sequences: Sequence[str], l
     return losses
 
 
-def embed_sequences(model: nn.Module, tokenizer, sequences: Sequence[str], max_length: int, crop: str = "start",
-                    batch_size: int = 64) -> torch.Tensor:
-    """Pooled embeddings (N, H), float32 on CPU, in eval mode (the head's input).
-
-    Example:
-        >>> embed_sequences(model, tokenizer, ["ACGT" * 25], max_length=128).shape
-        torch.Size([1, 64])
-    """
-    return ProtoNetClassifier(model, tokenizer, max_length, batch_size, crop=crop).embed(list(sequences))
-
-
-def prototype_head_weights(prototypes: torch.Tensor, distance: str = "euclidean", temperature: float = 1.0,
-                           embedding_norm: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(weight (N, H), bias (N,))`` of a linear head that scores like the prototypes.
-
-    euclidean: exact, ``W_c = 2 mu_c / T``, ``b_c = -||mu_c||^2 / T``. cosine: ``W_c = mu_c / (||mu_c|| T s)``
-    with ``s`` the typical embedding norm: the same class ranking, probabilities scaled for queries
-    of norm ``s``.
-
-    Example:
-        >>> prototype_head_weights(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
-        (tensor([[2., 0.],
-                [0., 4.]]), tensor([-1., -4.]))
-    """
-    if distance not in DISTANCES:
-        raise ValueError(f"unknown distance {distance!r}; choose one of {sorted(DISTANCES)}")
-    if distance == "euclidean":
-        return 2 * prototypes / temperature, -prototypes.pow(2).sum(-1) / temperature
-    unit = prototypes / prototypes.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    return unit / (temperature * embedding_norm), torch.zeros(len(prototypes))
-
-
-def _head_linear(model: nn.Module) -> nn.Linear:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    head = base.task_head
-    if hasattr(head, "modules_to_save"):  # peft's wrapper: the copy that trains and is saved
-        head = head.modules_to_save[head.active_adapter if isinstance(head.active_adapter, str)
-                                    else head.active_adapter[0]]
-    linear = head[-1]
-    assert isinstance(linear, nn.Linear), type(linear)
-    return linear
-
-
-def set_prototype_head(model: nn.Module, prototypes: torch.Tensor, distance: str = "euclidean",
-                       temperature: float = 1.0, embedding_norm: float = 1.0) -> None:
-    """Overwrite the classification head with the prototype classifier (see :func:`prototype_head_weights`).
-
-    Example:
-        >>> set_prototype_head(model, compute_prototypes(embed_sequences(model, tok, seqs, 128), labels, 2))
-    """
-    linear = _head_linear(model)
-    if linear.out_features != len(prototypes) or linear.in_features != prototypes.shape[1]:
-        raise ValueError(f"{len(prototypes)} prototypes of size {prototypes.shape[1]} do not fit the head "
-                         f"({linear.out_features} outputs over {linear.in_features} features)")
-    weight, bias = prototype_head_weights(prototypes.float(), distance, temperature, embedding_norm)
-    with torch.no_grad():
-        linear.weight.copy_(weight.to(linear.weight))
-        linear.bias.copy_(bias.to(linear.bias))
-
-
-def init_prototype_head(model: nn.Module, tokenizer, sequences: Sequence[str], labels: Sequence[int],
-                        num_labels: int, max_length: int, crop: str = "start", distance: str = "euclidean",
-                        temperature: Optional[float] = None) -> float:
-    """Put the support set's prototype classifier into the head; returns the temperature used.
-
-    ``temperature=None`` calibrates it on the support itself: the sd of the support's logit margins
-    at temperature 1, so the head starts with logits of unit spread whatever the embedding scale
-    (a random backbone's embeddings lie close together). Fine-tuning from here is Proto-MAML's
-    initialisation (Triantafillou et al. 2020) when the adapter is meta-learned.
-
-    Example:
-        >>> init_prototype_head(model, tokenizer, ["ACGT" * 25, "TTTT" * 25], [0, 1], 2, max_length=128)
-        0.0123
-    """
-    embeddings = embed_sequences(model, tokenizer, sequences, max_length, crop)
-    ids = torch.as_tensor(list(labels))
-    prototypes = compute_prototypes(embeddings, ids, num_labels)
-    if temperature is None:
-        temperature = margin_spread(prototype_logits(embeddings, prototypes, distance, 1.0))
-    set_prototype_head(model, prototypes, distance, temperature, float(embeddings.norm(dim=-1).mean()))
-    return temperature
-
-
 @torch.no_grad()
 def score_sequences(model: nn.Module, tokenizer, sequences: Sequence[str], labels: Sequence[int], problem_type: str,
-                    num_labels: int, max_length: int, crop: str = "start", batch_size: int = 64) -> dict[str, float]:
+                    num_labels: int, *, max_length: int, crop: str = "start", batch_size: int = 64) -> dict[str, float]:
     """Metrics (mcc, accuracy, auroc, ...) of the model's head on labelled sequences, in eval mode.
 
     Example:
@@ -300,7 +215,7 @@ def score_sequences(model: nn.Module, tokenizer, sequences: Sequence[str], label
     """
     model.eval()
     accumulator = MetricAccumulator(problem_type, num_labels)
-    device = _device(model)
+    device = device_of(model)
     for start in range(0, len(sequences), batch_size):
         batch = encode_labeled_sequences(tokenizer, list(sequences[start:start + batch_size]),
                                          list(labels[start:start + batch_size]), max_length, crop)
@@ -340,99 +255,134 @@ def _adapted_spec(spec: LabelSpec, record: Optional[MetaRecord], support_labels:
     return LabelSpec(spec.problem_type, names, spec.separator)
 
 
-def _read_inputs(support_csv, eval_data, spec: LabelSpec, record: Optional[MetaRecord], cfg, alphabet: str,
-                 k_shot, eval_split: str, max_eval, seed: int, new_labels: bool):
+@dataclass
+class AdaptRequest:
+    """What ``gr-ft adapt`` was asked to do (the flags of :func:`adapt_run`)."""
+
+    run_dir: str
+    support_csv: str
+    out_dir: str
+    eval_data: Optional[str] = None
+    k_shot: Optional[int] = None
+    steps: Optional[int] = None
+    lr: Optional[float] = None
+    method: str = "auto"
+    batch_size: int = 32
+    eval_split: str = "test"
+    max_eval: Optional[int] = None
+    seed: int = 0
+    new_labels: bool = False
+    overwrite: bool = False
+    trust_remote_code: bool = False
+
+
+@dataclass
+class SourceRun:
+    """The run being adapted, reloaded: its model, tokenizer, label map, config and meta-training record."""
+
+    path: Path
+    model: nn.Module
+    tokenizer: object
+    spec: LabelSpec
+    cfg: object
+    record: Optional[MetaRecord]
+
+
+def _read_inputs(request: AdaptRequest, source: SourceRun):
     """(label map, support rows, evaluation rows or None), every input checked before anything is written."""
+    cfg, alphabet = source.cfg, source.tokenizer.alphabet
     columns = {"sequence_column": cfg.data.sequence_column, "label_column": cfg.data.label_column}
-    raw = _read_labelled(Path(support_csv), alphabet, **columns)
-    spec = _adapted_spec(spec, record, raw[cfg.data.label_column].tolist(), new_labels)
-    support = read_support(support_csv, spec.names, alphabet, k_shot, seed, **columns)
+    raw = _read_labelled(Path(request.support_csv), alphabet, **columns)
+    spec = _adapted_spec(source.spec, source.record, raw[cfg.data.label_column].tolist(), request.new_labels)
+    support = read_support(request.support_csv, spec.names, alphabet, request.k_shot, request.seed, **columns)
     evaluation = None
-    if eval_data is not None:
-        evaluation = read_eval_data(eval_data, spec.names, alphabet, eval_split, support[cfg.data.sequence_column],
-                                    max_eval, seed, **columns)
+    if request.eval_data is not None:
+        evaluation = read_eval_data(request.eval_data, spec.names, alphabet, request.eval_split,
+                                    support[cfg.data.sequence_column], max_rows=request.max_eval, seed=request.seed,
+                                    **columns)
     return spec, support, evaluation
 
 
-def _adapt_model(model, tokenizer, spec: LabelSpec, cfg, record: Optional[MetaRecord], method: str,
-                 support: pd.DataFrame, steps: int, lr: float, batch_size: int) -> list[float]:
+def _adapt_model(source: SourceRun, spec: LabelSpec, method: str, support: pd.DataFrame, steps: int, *, lr: float,
+                 batch_size: int) -> list[float]:
     """Prototypes into the head (protonet), then ``steps`` fine-tuning steps; returns the losses.
 
     A ProtoNet run's prototypes use its meta-learned distance and temperature; on any other run
     (Reptile, plain fine-tuning) the temperature is calibrated on the support set.
     """
+    model, tokenizer, cfg, record = source.model, source.tokenizer, source.cfg, source.record
     sequences = support[cfg.data.sequence_column].tolist()
     labels = [spec.id_of[label] for label in support[cfg.data.label_column]]
     if method == "protonet":
         meta_learned = record is not None and record.method == "protonet"
-        init_prototype_head(model, tokenizer, sequences, labels, spec.num_labels, cfg.data.max_length, cfg.data.crop,
-                            record.distance if meta_learned else "euclidean",
-                            record.temperature if meta_learned else None)
+        init_prototype_head(model, tokenizer, sequences, labels, spec.num_labels, max_length=cfg.data.max_length,
+                            crop=cfg.data.crop, distance=record.distance if meta_learned else "euclidean",
+                            temperature=record.temperature if meta_learned else None)
     make_adapter_trainable(model)
-    return finetune_on_support(model, tokenizer, sequences, labels, steps, lr, cfg.data.max_length, cfg.data.crop,
-                               batch_size)
+    return finetune_on_support(model, tokenizer, sequences, labels, steps, lr, max_length=cfg.data.max_length,
+                               crop=cfg.data.crop, batch_size=batch_size)
 
 
-def adapt_run(run_dir: str | Path, support_csv: str | Path, out_dir: str | Path, *, eval_data: Optional[str] = None,
-              k_shot: Optional[int] = None, steps: Optional[int] = None, lr: Optional[float] = None,
-              method: str = "auto", batch_size: int = 32, eval_split: str = "test", max_eval: Optional[int] = None,
-              seed: int = 0, new_labels: bool = False, overwrite: bool = False) -> dict:
+def adapt_run(run_dir: str | Path, support_csv: str | Path, out_dir: str | Path, **options) -> dict:
     """Adapt a run folder to a new task from its support CSV; write the adapted run and its metrics.
 
     ``steps``/``lr`` default to the run's ``meta.json`` (Reptile: its adaptation steps and inner
     learning rate; ProtoNet: 0 steps) or to 30 steps at the run's ``train.lr``. ``new_labels``: the
     support's classes (sorted) take over the head's outputs, for a task that names its classes differently.
+    ``options`` are the fields of :class:`AdaptRequest` (eval_data, k_shot, steps, lr, method, batch_size,
+    eval_split, max_eval, seed, new_labels, overwrite, trust_remote_code).
 
     Example:
         >>> adapt_run("runs/meta_protonet_yeast", "h4_support.csv", "runs/h4", eval_data="data/yeast/H4")["eval"]["mcc"]
         0.38
     """
     started = time.time()
-    run_dir, out = resolve_run_dir(run_dir), Path(out_dir)
-    if out.resolve() == Path(run_dir).resolve():
+    request = AdaptRequest(str(run_dir), str(support_csv), str(out_dir), **options)
+    path, out = resolve_run_dir(request.run_dir), Path(request.out_dir)
+    if out.resolve() == Path(path).resolve():
         raise ValueError(f"out_dir {out} is the source run; choose a new folder")
-    if (out / "metrics.json").exists() and not overwrite:
+    if (out / "metrics.json").exists() and not request.overwrite:
         raise ValueError(f"out_dir {out} already holds a finished run; choose another folder or pass --overwrite")
-    model, tokenizer, spec, cfg = load_model_for_run(run_dir)
-    record = read_meta_record(run_dir)
-    method = _resolve_method(method, record)
-    alphabet = "protein" if tokenizer.kind == "protein" else "dna"
-    spec, support, evaluation = _read_inputs(support_csv, eval_data, spec, record, cfg, alphabet, k_shot, eval_split,
-                                             max_eval, seed, new_labels)
-    steps = steps if steps is not None else (record.adapt_steps if record else DEFAULT_STEPS)
-    lr = lr if lr is not None else (record.adapt_lr if record else cfg.train.lr)
+    source = SourceRun(Path(path), *load_model_for_run(path, trust_remote_code=request.trust_remote_code),
+                       record=read_meta_record(path))
+    record, cfg = source.record, source.cfg
+    method = _resolve_method(request.method, record)
+    spec, support, evaluation = _read_inputs(request, source)
+    steps = request.steps if request.steps is not None else (record.adapt_steps if record else DEFAULT_STEPS)
+    lr = request.lr if request.lr is not None else (record.adapt_lr if record else cfg.train.lr)
+    batch_size = request.batch_size
     if steps < 0 or lr <= 0 or batch_size < 1:
         raise ValueError(f"need --steps >= 0, --lr > 0 and --batch-size >= 1; got {steps}, {lr}, {batch_size}")
 
-    torch.manual_seed(seed)
-    losses = _adapt_model(model, tokenizer, spec, cfg, record, method, support, steps, lr, batch_size)
+    torch.manual_seed(request.seed)
+    losses = _adapt_model(source, spec, method, support, steps, lr=lr, batch_size=batch_size)
     metrics = {"adaptation": {
-        "source_run": str(run_dir), "method": method, "support": str(support_csv),
-        "support_counts": support[cfg.data.label_column].value_counts().sort_index().to_dict(), "k_shot": k_shot,
-        "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed, "final_loss": losses[-1] if losses else None,
-        "classes": spec.names,
+        "source_run": str(path), "method": method, "support": str(request.support_csv),
+        "support_counts": support[cfg.data.label_column].value_counts().sort_index().to_dict(),
+        "k_shot": request.k_shot, "steps": steps, "lr": lr, "batch_size": batch_size, "seed": request.seed,
+        "final_loss": losses[-1] if losses else None, "classes": spec.names,
     }}
     if evaluation is not None:
         metrics["eval"] = score_sequences(
-            model, tokenizer, evaluation[cfg.data.sequence_column].tolist(),
+            source.model, source.tokenizer, evaluation[cfg.data.sequence_column].tolist(),
             [spec.id_of[label] for label in evaluation[cfg.data.label_column]], spec.problem_type, spec.num_labels,
-            cfg.data.max_length, cfg.data.crop)
-        metrics["eval_data"] = str(eval_data)
+            max_length=cfg.data.max_length, crop=cfg.data.crop)
+        metrics["eval_data"] = str(request.eval_data)
     metrics["wall_time_s"] = round(time.time() - started, 1)
-    _write_adapted(out, Path(run_dir), model, tokenizer, spec, cfg, record, metrics, support_csv, overwrite)
+    _write_adapted(request, source, spec, metrics)
     return metrics
 
 
-def _write_adapted(out: Path, run_dir: Path, model, tokenizer, spec, cfg, record, metrics, support_csv,
-                   overwrite: bool) -> None:
-    from ..hub import _atomic_folder  # stage beside out_dir, then one rename
+def _write_adapted(request: AdaptRequest, source: SourceRun, spec: LabelSpec, metrics: dict) -> None:
+    from ..hub.publish import staged_folder  # stage beside out_dir, then one rename
 
+    out, run_dir = Path(request.out_dir), source.path
     base = BaseModelRecord.load(run_dir / "base_model.json")
-    adapted_cfg = replace(cfg, output_dir=str(out), data=replace(cfg.data, path=str(support_csv)))
-    with _atomic_folder(out, overwrite) as staging:
-        write_run(staging, model, tokenizer, spec, adapted_cfg, base, metrics,
+    adapted_cfg = replace(source.cfg, output_dir=str(out), data=replace(source.cfg.data, path=str(request.support_csv)))
+    with staged_folder(out, request.overwrite) as staging:
+        write_run(staging, source.model, source.tokenizer, spec, adapted_cfg, base=base, metrics=metrics,
                   backbone_dir=run_dir / "backbone" if base.built_from_config else None)
-        if record is not None:
+        if source.record is not None:
             shutil.copy2(run_dir / META_FILE, staging / META_FILE)
 
 
@@ -475,20 +425,20 @@ def _parser() -> argparse.ArgumentParser:
                         help="the new task names its classes differently from the run (e.g. HepG2/K562 after "
                              "meta-training on 0/1): its sorted classes take the head's outputs")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished OUT_DIR")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="run model code shipped with the run's backbone (DNABERT-2, HyenaDNA): only if you trust it")
     return parser
 
 
 def adapt_main(argv: list[str]) -> int:
-    """``gr-ft adapt``: returns the exit code (2 with a message on stderr for bad input, nothing written)."""
+    """``gr-ft adapt``: returns the exit code; bad input raises ValueError before anything is written (the CLI
+    prints it and exits 2, gr_ft.errors)."""
     args = _parser().parse_args(argv)
-    try:
-        metrics = adapt_run(args.run_dir, args.support, args.out_dir, eval_data=args.eval_data, k_shot=args.k_shot,
-                            steps=args.steps, lr=args.lr, method=args.method, batch_size=args.batch_size,
-                            eval_split=args.eval_split, max_eval=args.max_eval, seed=args.seed,
-                            new_labels=args.new_labels, overwrite=args.overwrite)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    metrics = adapt_run(args.run_dir, args.support, args.out_dir, eval_data=args.eval_data, k_shot=args.k_shot,
+                        steps=args.steps, lr=args.lr, method=args.method, batch_size=args.batch_size,
+                        eval_split=args.eval_split, max_eval=args.max_eval, seed=args.seed,
+                        new_labels=args.new_labels, overwrite=args.overwrite,
+                        trust_remote_code=args.trust_remote_code)
     adaptation = metrics["adaptation"]
     print(f"adapted {args.run_dir} ({adaptation['method']}, support {adaptation['support_counts']}, "
           f"{adaptation['steps']} steps) -> {args.out_dir}")

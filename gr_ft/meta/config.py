@@ -19,9 +19,9 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
-from ..config import ALPHABETS, DataConfig, FinetuneConfig, LoraConfig, ModelConfig, TrainConfig
+from ..config import ALPHABETS, AdapterConfig, DataConfig, FinetuneConfig, ModelConfig, TrainConfig
 from .protonet import DISTANCES, ProtoNetConfig
 from .reptile import INNER_OPTIMIZERS, ReptileConfig
 
@@ -29,17 +29,23 @@ __all__ = ["META_METHODS", "SYNTHETIC_TASKS", "MetaConfig", "MetaTrainConfig"]
 
 META_METHODS = ("reptile", "protonet")
 DEFAULT_META_LR = {"reptile": 1.0, "protonet": 1e-3}
-SYNTHETIC_TASKS = ("synthetic:cell_type",)
-"""Task collections generated in memory (``gr_ft.synthetic``), one task per cell type."""
+SYNTHETIC_TASKS = ("synthetic:cell_type", "synthetic:cell_type_panel")
+"""Task collections generated in memory (``gr_ft.synthetic``), one task per cell type: the four named cell types,
+or a seeded panel of 20 cell types over a shared pool of 16 TF motifs (``cell_type_panel_sequences``)."""
 
 
 @dataclass
 class MetaConfig:
     """Which tasks to meta-train on, the episode shape, and the Reptile / ProtoNet optimisation (flags ``meta.*``)."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"query_size": "query_per_class", "eval_every": "eval_every_steps",
+                                         "checkpoint_every": "checkpoint_every_steps"}
+    """Old key names still accepted (with a warning): the per-class count and the units are now in the names."""
+
     tasks: str = "synthetic:cell_type"
     """A folder of task folders (each with train/dev/test files), one file or dataset folder whose `task_column`
-    names each row's task, or synthetic:cell_type (four cell types generated in memory)."""
+    names each row's task, or synthetic:cell_type (four cell types generated in memory) or
+    synthetic:cell_type_panel (20 cell types, each a combination of 2-3 TFs of a shared motif pool)."""
     task_column: Optional[str] = None
     """Column naming each row's task when `tasks` is one file or one dataset folder."""
     meta_test: Optional[list[str]] = None
@@ -52,7 +58,7 @@ class MetaConfig:
     """Rows of each meta-train task kept for validation episodes when the tasks have no dev split
     (a single file with `task_column`); otherwise validation episodes come from the dev split."""
     synthetic_size: int = 2000
-    """Rows per split of synthetic:cell_type (spread evenly over the four cell types)."""
+    """Rows per split of the synthetic task collections (spread evenly over their cell types)."""
     synthetic_length_bp: int = 200
     """Sequence length of synthetic:cell_type."""
     method: str = "reptile"
@@ -61,7 +67,7 @@ class MetaConfig:
     """Classes per episode; the head has n_way outputs."""
     k_shot: int = 8
     """Support examples per class in each episode."""
-    query_size: int = 8
+    query_per_class: int = 8
     """Query examples per class in each episode (ProtoNet's loss; Reptile's validation score)."""
     meta_steps: int = 300
     """Outer updates (each one meta-batch of episodes)."""
@@ -88,7 +94,7 @@ class MetaConfig:
     learn_temperature: bool = True
     """ProtoNet: learn the temperature (in log space) with the adapter, starting from `temperature` (metric
     scaling, as in TADAM): the logit scale can then adjust without the embedding shrinking to do it."""
-    eval_every: int = 50
+    eval_every_steps: int = 50
     """Meta-steps between validations (on dev-split episodes of the meta-train tasks); best weights are kept."""
     val_episodes: int = 16
     """Validation episodes (the same ones at every validation)."""
@@ -97,7 +103,7 @@ class MetaConfig:
     default of `gr-ft adapt --steps` for the run."""
     test_episodes: int = 8
     """Episodes per meta-test task scored once after meta-training (0: skip); recorded in metrics.json."""
-    checkpoint_every: int = 50
+    checkpoint_every_steps: int = 50
     """Meta-steps between checkpoints (also after every validation)."""
 
     def __post_init__(self):
@@ -113,7 +119,8 @@ class MetaConfig:
             raise ValueError(f"meta.meta_test_fraction must be in [0, 1), got {self.meta_test_fraction}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"meta.val_fraction must be in (0, 1), got {self.val_fraction}")
-        for flag in ("synthetic_size", "synthetic_length_bp", "eval_every", "val_episodes", "checkpoint_every"):
+        for flag in ("synthetic_size", "synthetic_length_bp", "eval_every_steps", "val_episodes",
+                     "checkpoint_every_steps"):
             if getattr(self, flag) < 1:
                 raise ValueError(f"meta.{flag} must be >= 1, got {getattr(self, flag)}")
         if self.test_episodes < 0:
@@ -143,7 +150,7 @@ class MetaConfig:
             meta_steps=self.meta_steps, meta_batch_tasks=self.meta_batch_tasks, meta_lr=self.meta_lr,
             final_meta_lr=self.final_meta_lr, inner_steps=self.inner_steps, inner_lr=self.inner_lr,
             inner_optimizer=self.inner_optimizer, inner_batch_size=self.inner_batch_size, n_way=self.n_way,
-            k_shot=self.k_shot, query_size=self.query_size,
+            k_shot=self.k_shot, query_per_class=self.query_per_class,
         )
 
     def protonet_config(self) -> ProtoNetConfig:
@@ -152,9 +159,33 @@ class MetaConfig:
             raise ValueError(f"meta.final_meta_lr must be <= meta.meta_lr={self.meta_lr}, got {self.final_meta_lr}")
         return ProtoNetConfig(
             meta_steps=self.meta_steps, meta_batch_tasks=self.meta_batch_tasks, lr=self.meta_lr, n_way=self.n_way,
-            k_shot=self.k_shot, query_size=self.query_size, distance=self.distance,
+            k_shot=self.k_shot, query_per_class=self.query_per_class, distance=self.distance,
             temperature=self.temperature or 1.0,
         )
+
+
+META_TRAIN_KEYS = ("seed", "precision", "eval_batch_size", "max_grad_norm", "tracker")
+"""The ``train.*`` fields meta-training reads; the others have meta.* counterparts (META_TRAIN_EQUIVALENTS)."""
+META_TRAIN_EQUIVALENTS = {
+    "lr": "meta.meta_lr (outer step) and meta.inner_lr (inner loop)",
+    "epochs": "meta.meta_steps",
+    "max_steps": "meta.meta_steps",
+    "batch_size": "meta.meta_batch_tasks (tasks per meta-step), meta.k_shot and meta.inner_batch_size",
+    "eval_every_epochs": "meta.eval_every_steps",
+    "checkpoint_every_steps": "meta.checkpoint_every_steps",
+    "log_every_steps": "meta.eval_every_steps",
+}
+
+
+def _check_meta_train_section(train: TrainConfig) -> None:
+    """Refuse train.* values meta-training would ignore, naming the meta.* key that does the job."""
+    defaults = TrainConfig()
+    ignored = [name for name in vars(train) if name not in META_TRAIN_KEYS and getattr(train, name) != getattr(defaults, name)]
+    if ignored:
+        hints = "; ".join(f"train.{name} -> {META_TRAIN_EQUIVALENTS.get(name, 'no meta-training counterpart')}"
+                          for name in ignored)
+        raise ValueError(f"meta-training reads only train.{{{', '.join(META_TRAIN_KEYS)}}}; these would be ignored: "
+                         f"{hints}")
 
 
 def _synthetic_model() -> ModelConfig:
@@ -165,6 +196,9 @@ def _synthetic_model() -> ModelConfig:
 @dataclass
 class MetaTrainConfig:
     """Everything one meta-training run needs. The defaults are the built-in synthetic cell-type job (Reptile)."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"lora": "adapter"}
+    """The adapter section's old name."""
 
     output_dir: Optional[str] = None
     """Run folder: checkpoints while training, then the same files as a fine-tuning run plus meta.json.
@@ -182,9 +216,10 @@ class MetaTrainConfig:
     crop: str = "start"
     """Which part of an over-long sequence to keep: start, end, center or ends."""
     model: ModelConfig = field(default_factory=_synthetic_model)
-    lora: LoraConfig = field(default_factory=LoraConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    """Only seed, precision, eval_batch_size, max_grad_norm (ProtoNet) and tracker are used."""
+    """Only seed, precision, eval_batch_size, max_grad_norm (ProtoNet) and tracker are used; any other train.* key
+    is refused with the meta.* key that does its job."""
     meta: MetaConfig = field(default_factory=MetaConfig)
 
     def __post_init__(self):
@@ -194,6 +229,7 @@ class MetaTrainConfig:
             raise ValueError(f"alphabet must be dna or protein, got {self.alphabet!r}")
         # DataConfig checks max_length and crop with the same flag names
         self.as_data_config()
+        _check_meta_train_section(self.train)
 
     @property
     def problem_type(self) -> str:
@@ -214,4 +250,4 @@ class MetaTrainConfig:
             256
         """
         return FinetuneConfig(output_dir=self.output_dir, overwrite=self.overwrite, resume=self.resume,
-                              data=self.as_data_config(), model=self.model, lora=self.lora, train=self.train)
+                              data=self.as_data_config(), model=self.model, adapter=self.adapter, train=self.train)

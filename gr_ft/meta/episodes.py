@@ -1,6 +1,6 @@
 """Seeded N-way K-shot episodes drawn from a task collection, and their tokenized batches.
 
-An episode picks one task, ``n_way`` of its classes, ``k_shot`` support and ``query_size`` query
+An episode picks one task, ``n_way`` of its classes, ``k_shot`` support and ``query_per_class`` query
 examples per class; support and query never share an example. Episode ``i`` is a pure function
 of ``(seed, i)``, so a resumed run, or every process of a distributed run, draws the same
 episodes without saving sampler state.
@@ -10,7 +10,7 @@ so a label keeps its meaning across tasks (e.g. 1 = "active enhancer" in every c
 is what a shared head needs. ``shuffle_classes=True`` gives the classic random assignment.
 
 Example:
-    >>> sampler = EpisodeSampler(tasks, n_way=2, k_shot=5, query_size=10, seed=0)
+    >>> sampler = EpisodeSampler(tasks, n_way=2, k_shot=5, query_per_class=10, seed=0)
     >>> episode = sampler.sample(0)
     >>> support, query = encode_episode(episode, tasks, tokenizer, max_length=128)
     >>> support["labels"].tolist()[:4], support["input_ids"].shape[0]
@@ -43,7 +43,7 @@ class Episode:
     support_index: np.ndarray
     """Row positions (``frame.iloc``) of the n_way * k_shot support examples."""
     query_index: np.ndarray
-    """Row positions of the n_way * query_size query examples; disjoint from the support."""
+    """Row positions of the n_way * query_per_class query examples; disjoint from the support."""
     classes: tuple[str, ...]
     """Original labels; ``classes[i]`` is episode class ``i``."""
     support_labels: np.ndarray
@@ -57,33 +57,33 @@ class Episode:
 
 
 class EpisodeSampler:
-    """Draws seeded episodes; ``query_size`` counts query examples per class.
+    """Draws seeded episodes; ``query_per_class`` counts query examples per class.
 
-    Raises at construction if a task has fewer than ``n_way`` classes with ``k_shot + query_size``
+    Raises at construction if a task has fewer than ``n_way`` classes with ``k_shot + query_per_class``
     examples each, naming the task and the short classes.
 
     Example:
-        >>> sampler = EpisodeSampler(tasks.subset(split.meta_train), n_way=2, k_shot=8, query_size=8, seed=0)
+        >>> sampler = EpisodeSampler(tasks.subset(split.meta_train), n_way=2, k_shot=8, query_per_class=8, seed=0)
         >>> [e.task for e in sampler.meta_batch(step=0, n_tasks=3)]
         ['K562', 'HepG2', 'GM12878']
     """
 
-    def __init__(self, tasks: Mapping[str, pd.DataFrame], n_way: int, k_shot: int, query_size: int,
+    def __init__(self, tasks: Mapping[str, pd.DataFrame], n_way: int, k_shot: int, query_per_class: int,
                  seed: int = 0, shuffle_classes: bool = False):
         for flag, value, minimum in (("meta.n_way", n_way, 2), ("meta.k_shot", k_shot, 1),
-                                     ("meta.query_size", query_size, 0)):
+                                     ("meta.query_per_class", query_per_class, 0)):
             if value < minimum:
                 raise ValueError(f"{flag} must be >= {minimum}, got {value}")
         if not tasks:
             raise ValueError("the episode sampler needs at least one task")
-        self.n_way, self.k_shot, self.query_size = n_way, k_shot, query_size
+        self.n_way, self.k_shot, self.query_per_class = n_way, k_shot, query_per_class
         self.seed, self.shuffle_classes = seed, shuffle_classes
         self.task_names = sorted(tasks)
         # task -> class label -> row positions of that class
         self.rows_by_class = {name: self._eligible_rows(name, tasks[name]) for name in self.task_names}
 
     def _eligible_rows(self, task: str, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        needed = self.k_shot + self.query_size
+        needed = self.k_shot + self.query_per_class
         groups = {str(label): np.flatnonzero(frame["label"].to_numpy() == label)
                   for label in sorted(frame["label"].unique())}
         eligible = {label: rows for label, rows in groups.items() if len(rows) >= needed}
@@ -92,8 +92,8 @@ class EpisodeSampler:
             detail = ", ".join(f"class {label!r} has {n}" for label, n in short.items()) or f"classes {list(groups)}"
             raise ValueError(
                 f"task {task!r} cannot make {self.n_way}-way episodes with k_shot={self.k_shot} + "
-                f"query_size={self.query_size} = {needed} examples per class: {detail}. Lower meta.k_shot or "
-                f"meta.query_size, or drop the task."
+                f"query_per_class={self.query_per_class} = {needed} examples per class: {detail}. Lower meta.k_shot or "
+                f"meta.query_per_class, or drop the task."
             )
         if short:
             logger.warning("task %s: classes %s have fewer than %d examples and are never sampled", task, short, needed)
@@ -132,7 +132,7 @@ class EpisodeSampler:
             classes = [classes[i] for i in rng.permutation(self.n_way)]
         support, query = [], []
         for class_id, label in enumerate(classes):
-            picked = rng.choice(rows[label], size=self.k_shot + self.query_size, replace=False)
+            picked = rng.choice(rows[label], size=self.k_shot + self.query_per_class, replace=False)
             support += [(row, class_id) for row in picked[: self.k_shot]]
             query += [(row, class_id) for row in picked[self.k_shot:]]
         support = [support[i] for i in rng.permutation(len(support))]  # mix classes within mini-batches
@@ -158,7 +158,7 @@ def encode_labeled_sequences(tokenizer, sequences: Sequence[str], labels: Option
         >>> encode_labeled_sequences(tokenizer, ["ACGTACGT", "ACG"], [1, 0], max_length=16)["input_ids"].shape
         torch.Size([2, 8])
     """
-    if len(sequences) == 0:  # e.g. an episode with query_size=0
+    if len(sequences) == 0:  # e.g. an episode with query_per_class=0
         empty = torch.zeros(0, 0, dtype=torch.long)
         batch = {"input_ids": empty, "attention_mask": empty.clone()}
     else:

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..modeling import mean_pool
 from .episodes import encode_labeled_sequences
-from .reptile import _unwrap, sum_across_processes
+from .distributed import device_of, unwrap
 
 __all__ = [
     "ProtoNetConfig",
@@ -37,7 +37,6 @@ __all__ = [
     "margin_spread",
     "embed_batch",
     "protonet_loss",
-    "average_gradients",
     "ProtoNetClassifier",
 ]
 
@@ -72,7 +71,7 @@ class ProtoNetConfig:
     """Classes per episode."""
     k_shot: int = 8
     """Support examples per class in each episode."""
-    query_size: int = 8
+    query_per_class: int = 8
     """Query examples per class in each episode."""
     distance: str = "euclidean"
     """euclidean (negative squared distance) or cosine."""
@@ -80,7 +79,7 @@ class ProtoNetConfig:
     """Logits are divided by this (use ~0.1 with cosine, whose similarities lie in [-1, 1])."""
 
     def __post_init__(self):
-        for flag in ("meta_steps", "meta_batch_tasks", "k_shot", "query_size"):
+        for flag in ("meta_steps", "meta_batch_tasks", "k_shot", "query_per_class"):
             if getattr(self, flag) < 1:
                 raise ValueError(f"meta.{flag} must be >= 1, got {getattr(self, flag)}")
         if self.n_way < 2:
@@ -139,7 +138,7 @@ def embed_batch(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch
         >>> embed_batch(peft_model, batch["input_ids"], batch["attention_mask"]).shape
         torch.Size([16, 128])
     """
-    model = _unwrap(model)
+    model = unwrap(model)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA layers live inside it
     if hasattr(base, "embed"):
         return base.embed(input_ids, attention_mask)
@@ -147,12 +146,8 @@ def embed_batch(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch
     return mean_pool(hidden, attention_mask)
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 def _embed_on_device(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    device = _device_of(model)
+    device = device_of(model)
     return embed_batch(model, batch["input_ids"].to(device), batch["attention_mask"].to(device))
 
 
@@ -165,29 +160,9 @@ def protonet_loss(model: nn.Module, support_batch: dict[str, torch.Tensor], quer
         >>> out["loss"].backward()
     """
     prototypes = compute_prototypes(_embed_on_device(model, support_batch).float(),
-                                    support_batch["labels"].to(_device_of(model)), n_way)
+                                    support_batch["labels"].to(device_of(model)), n_way)
     logits = prototype_logits(_embed_on_device(model, query_batch).float(), prototypes, distance, temperature)
     return {"loss": F.cross_entropy(logits, query_batch["labels"].to(logits.device)), "logits": logits}
-
-
-def average_gradients(model: nn.Module) -> None:
-    """Average trainable gradients over processes (no-op in one process); call between backward and step.
-
-    Every process must hold the same number of episodes (gradients are averaged per process).
-
-    Example:
-        >>> protonet_loss(model, support, query, 2)["loss"].backward(); average_gradients(model); optimizer.step()
-    """
-    params = [p for p in _unwrap(model).parameters() if p.requires_grad and p.grad is not None]
-    if not params:
-        return
-    ones = torch.ones(1, device=params[0].grad.device, dtype=params[0].grad.dtype)
-    summed = sum_across_processes(torch.cat([p.grad.flatten() for p in params] + [ones]))  # last: process count
-    offset = 0
-    for param in params:
-        n = param.numel()
-        param.grad.copy_((summed[offset:offset + n] / summed[-1]).view_as(param))
-        offset += n
 
 
 class ProtoNetClassifier:
@@ -199,7 +174,7 @@ class ProtoNetClassifier:
         ['K562']
     """
 
-    def __init__(self, model: nn.Module, tokenizer, max_length: int = 512, batch_size: int = 64,
+    def __init__(self, model: nn.Module, tokenizer, max_length: int = 512, *, batch_size: int = 64,
                  distance: str = "euclidean", temperature: float = 1.0, crop: str = "start"):
         if distance not in DISTANCES:
             raise ValueError(f"unknown distance {distance!r}; choose one of {sorted(DISTANCES)}")

@@ -35,8 +35,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence
 
 import torch
-import torch.distributed as dist
 from torch import nn
+
+from .distributed import device_of, sum_across_processes, trainable_parameters, unwrap
 
 __all__ = [
     "ReptileConfig",
@@ -45,8 +46,6 @@ __all__ = [
     "snapshot_trainable",
     "restore_trainable",
     "task_delta",
-    "sum_across_processes",
-    "broadcast_trainable",
     "reptile_step",
     "inner_loop",
     "meta_lr_schedule",
@@ -94,7 +93,7 @@ class ReptileConfig:
     """Classes per episode (the head must have n_way outputs)."""
     k_shot: int = 8
     """Support examples per class in each episode."""
-    query_size: int = 8
+    query_per_class: int = 8
     """Query examples per class, used only to report post-adaptation accuracy (0: none)."""
 
     def __post_init__(self):
@@ -103,8 +102,8 @@ class ReptileConfig:
                 raise ValueError(f"meta.{flag} must be >= 1, got {getattr(self, flag)}")
         if self.n_way < 2:
             raise ValueError(f"meta.n_way must be >= 2, got {self.n_way}")
-        if self.query_size < 0:
-            raise ValueError(f"meta.query_size must be >= 0, got {self.query_size}")
+        if self.query_per_class < 0:
+            raise ValueError(f"meta.query_per_class must be >= 0, got {self.query_per_class}")
         if self.inner_lr <= 0:
             raise ValueError(f"meta.inner_lr must be > 0, got {self.inner_lr}")
         if not 0 < self.meta_lr <= 1:
@@ -135,19 +134,6 @@ def inner_optimizer_factory(cfg: ReptileConfig) -> OptimizerFactory:
 # ---------------------------------------------------------------- trainable weights
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The module under a DDP wrapper: inner loops must not all-reduce gradients across tasks."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def _trainable(model: nn.Module) -> dict[str, nn.Parameter]:
-    return {name: p for name, p in _unwrap(model).named_parameters() if p.requires_grad}
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(iter(_trainable(model).values())).device
-
-
 def snapshot_trainable(model: nn.Module) -> dict[str, torch.Tensor]:
     """Detached clones of the parameters that train (LoRA + head); frozen weights are not copied.
 
@@ -156,7 +142,7 @@ def snapshot_trainable(model: nn.Module) -> dict[str, torch.Tensor]:
         >>> sum(t.numel() for t in before.values()) == trainable_parameter_count(model)
         True
     """
-    return {name: p.detach().clone() for name, p in _trainable(model).items()}
+    return {name: p.detach().clone() for name, p in trainable_parameters(model).items()}
 
 
 def restore_trainable(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
@@ -165,7 +151,7 @@ def restore_trainable(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> No
     Example:
         >>> before = snapshot_trainable(model); inner_loop(model, ...); restore_trainable(model, before)
     """
-    params = _trainable(model)
+    params = trainable_parameters(model)
     if params.keys() != snapshot.keys():
         missing, extra = sorted(params.keys() - snapshot.keys()), sorted(snapshot.keys() - params.keys())
         raise ValueError(f"snapshot does not match the model's trainable parameters: missing {missing[:3]}, "
@@ -182,35 +168,9 @@ def task_delta(model: nn.Module, snapshot_before: dict[str, torch.Tensor]) -> to
         >>> before = snapshot_trainable(model); inner_loop(model, ...); task_delta(model, before).shape
         torch.Size([12345])
     """
-    params = _trainable(model)
+    params = trainable_parameters(model)
     return torch.cat([(params[name].detach().float() - before.float()).flatten()
                       for name, before in snapshot_before.items()])
-
-
-def sum_across_processes(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum a tensor over all processes of an initialised ``torch.distributed`` group (else as is).
-
-    ``accelerate launch`` and torchrun both initialise the group, so this equals
-    ``accelerator.reduce(tensor, "sum")``.
-
-    Example:
-        >>> sum_across_processes(torch.ones(2))  # 2 processes -> tensor([2., 2.])
-    """
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        tensor = tensor.clone()
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
-
-
-def broadcast_trainable(model: nn.Module, src: int = 0) -> None:
-    """Give every process the trainable weights of process ``src`` (no-op in a single process).
-
-    Example:
-        >>> broadcast_trainable(model)  # once, before the first meta-step
-    """
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        for param in _trainable(model).values():
-            dist.broadcast(param.data, src=src)
 
 
 def reptile_step(model: nn.Module, snapshot_before: dict[str, torch.Tensor], meta_lr: float,
@@ -227,10 +187,10 @@ def reptile_step(model: nn.Module, snapshot_before: dict[str, torch.Tensor], met
         >>> reptile_step(model, before, meta_lr=0.5)
     """
     if delta is None:
-        local = torch.cat([task_delta(model, snapshot_before), torch.ones(1, device=_device(model))])
+        local = torch.cat([task_delta(model, snapshot_before), torch.ones(1, device=device_of(model))])
         summed = sum_across_processes(local)
         delta = summed[:-1] / summed[-1]
-    params, offset = _trainable(model), 0
+    params, offset = trainable_parameters(model), 0
     with torch.no_grad():
         for name, before in snapshot_before.items():
             param, n = params[name], before.numel()
@@ -260,8 +220,8 @@ def inner_loop(model: nn.Module, optimizer_factory: OptimizerFactory, batches: S
     """
     if not batches:
         raise ValueError("inner_loop needs at least one support batch")
-    model = _unwrap(model)
-    params = list(_trainable(model).values())
+    model = unwrap(model)
+    params = list(trainable_parameters(model).values())
     optimizer = optimizer_factory(params)
     device = params[0].device
     model.train()
@@ -300,7 +260,7 @@ def reptile_meta_step(model: nn.Module, task_batches: Sequence[Sequence[Batch]],
         >>> stats = reptile_meta_step(model, [support_batches_a, support_batches_b], make_optimizer, 5, 0.5)
     """
     before = snapshot_trainable(model)
-    delta_sum = torch.zeros(sum(t.numel() for t in before.values()), device=_device(model))
+    delta_sum = torch.zeros(sum(t.numel() for t in before.values()), device=device_of(model))
     loss_sum = 0.0
     for batches in task_batches:
         restore_trainable(model, before)
@@ -320,7 +280,7 @@ def reptile_meta_step(model: nn.Module, task_batches: Sequence[Sequence[Batch]],
 @torch.no_grad()
 def _query_metrics(model: nn.Module, query_batch: Batch) -> dict[str, float]:
     model.eval()
-    batch = _to_device(query_batch, _device(model))
+    batch = _to_device(query_batch, device_of(model))
     out = model(**batch)
     accuracy = (out["logits"].argmax(-1) == batch["labels"]).float().mean()
     return {"query_loss": out["loss"].item(), "query_accuracy": accuracy.item()}
@@ -337,7 +297,7 @@ def adapt_and_evaluate(model: nn.Module, support_batches: Sequence[Batch], query
         >>> adapt_and_evaluate(model, [support], query, make_optimizer, inner_steps=10)["query_accuracy"]
         0.81
     """
-    model = _unwrap(model)
+    model = unwrap(model)
     before = snapshot_trainable(model)
     was_training = model.training
     try:

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Optional
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..io import read_fasta_records
+from ..io import alphabet_hint, read_fasta_records
 from .config import CorpusConfig
 
 __all__ = [
@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 _COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
 _NOT_ACGTN = re.compile(r"[^ACGTN]")
+_NOT_DNA_LETTER = re.compile(r"[^ACGTNRYKMSWBDHV]")
 VALIDATION_SEED = 1234
 """The validation set depends on the corpus and this seed only, so runs with any train.seed compare."""
 
@@ -121,22 +122,41 @@ def protein_crop(sequence: str, crop_aa: int, rng: np.random.Generator) -> str:
     return sequence[start : start + crop_aa]
 
 
-def corpus_units(paths: Iterable[str | Path], block_bp: int) -> Iterator[tuple[str, str]]:
+def corpus_units(paths: Iterable[str | Path], block_bp: int, alphabet: Optional[str] = None) -> Iterator[tuple[str, str]]:
     """Yield ``(unit_id, sequence)`` hold-out units, reading the files interleaved.
 
     Records of several files alternate (so one pass mixes them); a record longer than ``block_bp``
-    is cut into blocks, and unit ids are ``record_id:block``.
+    is cut into blocks, and unit ids are ``record_id:block``. With ``alphabet="dna"`` every record is checked
+    (:func:`check_corpus_record`); a missing file is an error naming it.
 
     Example:
         >>> next(corpus_units(["genome.fa.gz"], 100_000))[0]
         'chr1:0'
     """
-    readers = [read_fasta_records(p) for p in paths]
+    paths = list(paths)
+    for path in paths:
+        if not Path(path).is_file():
+            raise ValueError(f"corpus.train_files: {path} does not exist; give existing FASTA / FASTA.gz files")
+    readers = [((path, *record) for record in read_fasta_records(path)) for path in paths]
     records = (r for group in itertools.zip_longest(*readers) for r in group if r is not None)
-    for number, (_, header, sequence) in enumerate(records):
+    for number, (path, line, header, sequence) in enumerate(records):
+        if alphabet == "dna":
+            check_corpus_record(sequence, f"{path}:{line}")
         record_id = header.split(maxsplit=1)[0] if header else f"record{number}"
         for block, start in enumerate(range(0, max(len(sequence), 1), block_bp)):
             yield f"{record_id}:{block}", sequence[start : start + block_bp]
+
+
+def check_corpus_record(sequence: str, where: str) -> None:
+    """Refuse a DNA record with characters that are not bases: ACGTN and the IUPAC codes (read as N) pass.
+
+    Example:
+        >>> check_corpus_record("ACGTRYN", "genome.fa:1")   # passes; "ACGT-1" raises naming the file and line
+    """
+    bad = set(_NOT_DNA_LETTER.findall(sequence.upper()))
+    if bad:
+        raise ValueError(f"{where}: invalid dna character(s) {sorted(bad)} in a corpus record; a DNA corpus holds "
+                         f"ACGTN and IUPAC codes (read as N): fix or drop the record{alphabet_hint(sequence, 'dna')}")
 
 
 def _unit_windows(sequence: str, cfg: CorpusConfig, alphabet: str, rng: np.random.Generator) -> list[str]:
@@ -145,7 +165,7 @@ def _unit_windows(sequence: str, cfg: CorpusConfig, alphabet: str, rng: np.rando
     if alphabet == "protein":
         return [protein_crop(sequence, cfg.crop_aa, rng)] if len(sequence) >= cfg.min_length else []
     if _NOT_ACGTN.search(sequence):
-        sequence = _NOT_ACGTN.sub("N", sequence)  # IUPAC codes and other letters count as unknown bases
+        sequence = _NOT_ACGTN.sub("N", sequence)  # IUPAC codes count as unknown bases (check_corpus_record)
     windows = []
     for piece in _n_free_pieces(sequence, cfg.n_run_bp, cfg.min_length):
         for window in dna_windows(piece, cfg.window_bp, rng):
@@ -161,7 +181,7 @@ def _pass_windows(cfg: CorpusConfig, alphabet: str, split: str, rng: np.random.G
     """Windows of one pass over the corpus for ``split`` (train or validation), restricted to a shard of the
     hold-out units (so even a single-record genome is spread over processes, block by block)."""
     want_validation = split == "validation"
-    for number, (unit_id, sequence) in enumerate(corpus_units(cfg.train_files, cfg.holdout_block_bp)):
+    for number, (unit_id, sequence) in enumerate(corpus_units(cfg.train_files, cfg.holdout_block_bp, alphabet)):
         if number % num_shards != shard:
             continue
         if is_held_out(unit_id, cfg.validation_fraction) != want_validation:
@@ -176,7 +196,7 @@ def resolve_alphabet(cfg: CorpusConfig, tokenizer) -> str:
     """``corpus.alphabet``, with auto meaning protein for a protein tokenizer and dna otherwise."""
     if cfg.alphabet != "auto":
         return cfg.alphabet
-    return "protein" if tokenizer.kind == "protein" else "dna"
+    return tokenizer.alphabet
 
 
 def _template_ids(tokenizer, probe: str) -> tuple[list[int], list[int]]:
@@ -245,9 +265,11 @@ def build_window_encoder(tokenizer, max_tokens: int) -> Callable[[list[str]], li
 
     Example:
         >>> build_window_encoder(SequenceTokenizer.from_pretrained("kmer3"), 512)(["ACGTA"])[0].tolist()
-        [2, 11, 32, 49, 3]
+        [2, 16, 50, 57, 3]
     """
-    if tokenizer.kind in ("kmer", "nucleotide", "protein"):
+    # the lookup is exact only where one character (or one overlapping k-mer) is one vocabulary entry; spaced
+    # residues (ProtBERT/ProtT5 pieces such as "▁M", U Z O B -> X) and chunked k-mers go through the tokenizer
+    if tokenizer.input_format in ("kmer", "char") and tokenizer.kind in ("kmer", "nucleotide", "protein"):
         return LookupEncoder(tokenizer, max_tokens)
     return TokenizerEncoder(tokenizer, max_tokens)
 
@@ -323,7 +345,7 @@ class WindowStream(IterableDataset):
         >>> stream.skip_batches = 1000          # resume after 1000 consumed batches
     """
 
-    def __init__(self, cfg: CorpusConfig, tokenizer, batch_size: int, seed: int = 0, rank: int = 0,
+    def __init__(self, cfg: CorpusConfig, tokenizer, batch_size: int, seed: int = 0, *, rank: int = 0,
                  world_size: int = 1, skip_batches: int = 0, batch_tokens: Optional[int] = None):
         self.cfg, self.batch_size, self.batch_tokens, self.seed = cfg, batch_size, batch_tokens, seed
         self.rank, self.world_size, self.skip_batches = rank, world_size, skip_batches

@@ -106,7 +106,7 @@ def replace_masked_tokens(input_ids: torch.Tensor, masked: torch.Tensor, mask_to
 
 
 def mask_tokens(input_ids: torch.Tensor, maskable: torch.Tensor, mask_token_id: int,
-                random_token_ids: torch.Tensor, cfg: MaskingConfig, span_length: int,
+                random_token_ids: torch.Tensor, cfg: MaskingConfig, *, span_length: int,
                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``(corrupted_input_ids, labels)``; labels hold the original id at predicted positions, -100 elsewhere.
 
@@ -179,7 +179,7 @@ class MaskedLMCollator:
         maskable = ~torch.isin(input_ids, self.special_ids) & attention_mask.bool()
         generator = torch.Generator().manual_seed(_batch_seed(self.seed, batch.index))
         input_ids, labels = mask_tokens(input_ids, maskable, self.mask_token_id, self.random_token_ids, self.cfg,
-                                        self.span_length, generator)
+                                        span_length=self.span_length, generator=generator)
         out = {"input_ids": input_ids, "labels": labels}
         if not bool(attention_mask.all()):
             out["attention_mask"] = attention_mask

@@ -26,15 +26,16 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForMaskedLM, PreTrainedModel
 
 from ..config import ModelConfig
-from ..modeling import build_backbone_config
+from ..backbones import build_backbone_config, detect_backbone
 from .corpus import TokenBatch
 
-__all__ = ["build_mlm_model", "load_mlm_model", "MaskedLMObjective", "evaluate_masked_lm", "MLM_PARTS"]
+__all__ = ["build_mlm_model", "load_mlm_model", "MaskedLMObjective", "evaluate_masked_lm", "mlm_parts"]
 
 logger = logging.getLogger(__name__)
 
-MLM_PARTS: dict[str, tuple[str, str]] = {"bert": ("bert", "cls"), "esm": ("esm", "lm_head")}
-"""model_type -> (encoder attribute, MLM head attribute) of its *ForMaskedLM class; other types run whole."""
+def mlm_parts(config) -> Optional[tuple[str, str]]:
+    """(encoder attribute, MLM head attribute) of the family's *ForMaskedLM class (gr_ft.backbones); None runs it whole."""
+    return detect_backbone(config).mlm_parts
 UNUSED_BY_MLM = ("contact_head",)
 """Submodules the MLM loss never reaches (ESM's contact head); frozen so DDP does not wait for their gradients."""
 
@@ -50,7 +51,7 @@ def load_mlm_model(name_or_path: str, revision: Optional[str] = None, trust_remo
     """
     try:
         config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
-        kwargs = {"attn_implementation": "sdpa"} if config.model_type in MLM_PARTS else {}
+        kwargs = {"attn_implementation": "sdpa"} if mlm_parts(config) else {}
         return AutoModelForMaskedLM.from_pretrained(name_or_path, config=config, revision=revision,
                                                     trust_remote_code=trust_remote_code, **kwargs)
     except OSError as err:
@@ -92,7 +93,7 @@ class MaskedLMObjective(nn.Module):
     def __init__(self, model: PreTrainedModel):
         super().__init__()
         self.model = model
-        self.parts = MLM_PARTS.get(model.config.model_type)
+        self.parts = mlm_parts(model.config)
 
     def masked_logits(self, input_ids: torch.Tensor, labels: torch.Tensor,
                       attention_mask: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,9 +6,9 @@
     {'mcc': 1.0}
 """
 
-import datasets
-import evaluate
 from sklearn.metrics import matthews_corrcoef
+
+from gr_ft import metric_scripts  # the module, not its classes: evaluate takes the first Metric class it finds
 
 _DESCRIPTION = """
 The Matthews correlation coefficient (MCC) is the correlation between predicted and true
@@ -17,12 +17,7 @@ It is +1 for perfect predictions, 0 for chance and -1 for total disagreement, an
 robust to class imbalance. scikit-learn returns 0.0 where it is undefined (e.g. one class).
 """
 
-_KWARGS_DESCRIPTION = """
-Args:
-    predictions (`list` of `int`): predicted class ids.
-    references (`list` of `int`): true class ids.
-    sample_weight (`list` of `float`, optional): per-example weights. Defaults to None.
-
+_KWARGS_DESCRIPTION = metric_scripts.CLASS_ID_ARGS + metric_scripts.SAMPLE_WEIGHT_ARG + """
 Returns:
     mcc (`float`): in [-1, 1].
 
@@ -53,23 +48,11 @@ _CITATION = """
 """
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Mcc(evaluate.Metric):
+class Mcc(metric_scripts.ClassIdMetric):
     """Matthews correlation coefficient (binary and multiclass)."""
 
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
-            ),
-            format="numpy",
-            reference_urls=[
-                "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.matthews_corrcoef.html"
-            ],
-        )
+    NAME, DESCRIPTION, CITATION, INPUTS = "mcc", _DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION
+    REFERENCE_URL = "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.matthews_corrcoef.html"
 
     def _compute(self, predictions, references, sample_weight=None):
         return {"mcc": float(matthews_corrcoef(references, predictions, sample_weight=sample_weight))}

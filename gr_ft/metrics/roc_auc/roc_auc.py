@@ -1,8 +1,7 @@
 """Area under the ROC curve as a local `evaluate` metric (scikit-learn).
 
-Configs: "default" (binary; one positive-class score per example), "multiclass"
-(one probability row per example, macro one-vs-rest) and "multilabel" (score rows and
-0/1 rows, macro over labels). Undefined cases give nan and a logged warning:
+Configs "default" (binary), "multiclass" and "multilabel", as `gr_ft.metric_scripts.ScoreMetric` describes;
+undefined cases give nan and a logged warning:
 
     >>> import evaluate
     >>> auroc = evaluate.load("gr_ft/metrics/roc_auc", keep_in_memory=True)
@@ -10,14 +9,10 @@ Configs: "default" (binary; one positive-class score per example), "multiclass"
     {'roc_auc': 0.75}
 """
 
-import logging
-
-import datasets
-import evaluate
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-logger = logging.getLogger("gr_ft.metrics.roc_auc")
+from gr_ft import metric_scripts  # the module, not its classes: evaluate takes the first Metric class it finds
 
 _DESCRIPTION = """
 ROC AUC is the probability that a randomly drawn positive example is scored above a
@@ -27,14 +22,7 @@ averaged without weights (macro). A column whose references hold a single class 
 ROC curve: it is skipped with a warning, and the result is nan when no column is defined.
 """
 
-_KWARGS_DESCRIPTION = """
-Args:
-    prediction_scores: config "default": `list` of `float`, the positive-class score;
-        "multiclass": `list` of rows of class probabilities (n_classes columns);
-        "multilabel": `list` of rows of per-label scores.
-    references: "default" and "multiclass": `list` of `int` class ids ("default": 0/1);
-        "multilabel": `list` of 0/1 rows.
-
+_KWARGS_DESCRIPTION = metric_scripts.SCORE_ARGS + """
 Returns:
     roc_auc (`float`): in [0, 1], or nan where undefined.
 
@@ -57,76 +45,18 @@ _CITATION = """
 }
 """
 
-_CONFIGS = ("default", "multiclass", "multilabel")
-
-
-def _features(config_name):
-    """Input schema per config; see _KWARGS_DESCRIPTION."""
-    if config_name not in _CONFIGS:
-        raise ValueError(f"unknown roc_auc config {config_name!r}; choose one of {list(_CONFIGS)}")
-    score_row, label_row = datasets.Sequence(datasets.Value("float32")), datasets.Sequence(datasets.Value("int32"))
-    scores = datasets.Value("float32") if config_name == "default" else score_row
-    labels = label_row if config_name == "multilabel" else datasets.Value("int32")
-    return datasets.Features({"prediction_scores": scores, "references": labels})
-
 
 def binary_roc_auc(references, scores):
     """ROC AUC of 0/1 `references` against `scores`; nan if only one class is present."""
-    present = np.unique(references)
-    if present.size < 2:
+    if np.unique(references).size < 2:
         return float("nan")
     return float(roc_auc_score(references, scores))
 
 
-def one_vs_rest_targets(references, scores, config_name):
-    """(N, C) 0/1 targets matching (N, C) `scores`: one-hot class ids, or the label rows."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim != 2:
-        raise ValueError(f"config {config_name!r} needs one score row per example, got shape {scores.shape}")
-    if config_name == "multilabel":
-        return np.asarray(references, dtype=np.int64), scores
-    references = np.asarray(references, dtype=np.int64)
-    if references.size and (references.min() < 0 or references.max() >= scores.shape[1]):
-        raise ValueError(f"class ids must be in [0, {scores.shape[1]}), got {sorted(set(references.tolist()))}")
-    return (references[:, None] == np.arange(scores.shape[1])).astype(np.int64), scores
-
-
-def macro_roc_auc(targets, scores):
-    """Unweighted mean of per-column ROC AUCs, skipping (with a warning) undefined columns."""
-    per_column = np.array([binary_roc_auc(targets[:, c], scores[:, c]) for c in range(scores.shape[1])])
-    undefined = np.flatnonzero(np.isnan(per_column)).tolist()
-    if len(undefined) == len(per_column):
-        logger.warning("roc_auc is undefined for every column (single class present in each); returning nan")
-        return float("nan")
-    if undefined:
-        logger.warning("roc_auc: columns %s hold a single class; macro average skips them", undefined)
-    return float(np.nanmean(per_column))
-
-
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class RocAuc(evaluate.Metric):
+class RocAuc(metric_scripts.ScoreMetric):
     """ROC AUC: binary, multiclass (macro one-vs-rest) or multilabel (macro over labels)."""
 
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=_features(self.config_name),
-            format="numpy" if self.config_name == "default" else None,
-            reference_urls=[
-                "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.roc_auc_score.html"
-            ],
-        )
-
-    def _compute(self, prediction_scores, references):
-        if self.config_name != "default":
-            targets, scores = one_vs_rest_targets(references, prediction_scores, self.config_name)
-            return {"roc_auc": macro_roc_auc(targets, scores)}
-        references = np.asarray(references)
-        if not np.isin(references, (0, 1)).all():
-            raise ValueError("binary roc_auc needs 0/1 references; use config 'multiclass' for more classes")
-        score = binary_roc_auc(references, prediction_scores)
-        if np.isnan(score):
-            logger.warning("roc_auc is undefined: references hold a single class; returning nan")
-        return {"roc_auc": score}
+    NAME, DESCRIPTION, CITATION, INPUTS = "roc_auc", _DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION
+    REFERENCE_URL = "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.roc_auc_score.html"
+    UNDEFINED_WHY = "a single class"
+    binary = staticmethod(binary_roc_auc)

@@ -6,14 +6,9 @@
     {'spearman': 1.0}
 """
 
-import logging
-
-import datasets
-import evaluate
-import numpy as np
 from scipy.stats import spearmanr
 
-logger = logging.getLogger("gr_ft.metrics.spearman")
+from gr_ft import metric_scripts  # the module, not its classes: evaluate takes the first Metric class it finds
 
 _DESCRIPTION = """
 Spearman's rho is Pearson's r between the ranks of predictions and references (ties get
@@ -21,11 +16,7 @@ their average rank), so it measures any monotonic relationship, in [-1, 1]. It i
 undefined (nan) when either input is constant or there are fewer than two examples.
 """
 
-_KWARGS_DESCRIPTION = """
-Args:
-    predictions (`list` of `float`): predicted values.
-    references (`list` of `float`): true values.
-
+_KWARGS_DESCRIPTION = metric_scripts.REAL_VALUE_ARGS + """
 Returns:
     spearman (`float`): in [-1, 1], or nan where undefined.
 
@@ -47,30 +38,10 @@ _CITATION = """
 """
 
 
-def _is_degenerate(predictions, references):
-    """True when rho is undefined: under two examples or a constant input."""
-    return len(predictions) < 2 or np.ptp(predictions) == 0 or np.ptp(references) == 0
-
-
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Spearman(evaluate.Metric):
+class Spearman(metric_scripts.CorrelationMetric):
     """Spearman rank correlation between predicted and true values."""
 
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}
-            ),
-            # no format="numpy": datasets' numpy formatter would downcast float64 to float32
-            reference_urls=["https://docs.scipy.org/doc/scipy/reference/generated/scipy.stats.spearmanr.html"],
-        )
+    NAME, DESCRIPTION, CITATION, INPUTS = "spearman", _DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION
+    REFERENCE_URL = "https://docs.scipy.org/doc/scipy/reference/generated/scipy.stats.spearmanr.html"
 
-    def _compute(self, predictions, references):
-        predictions, references = np.asarray(predictions, np.float64), np.asarray(references, np.float64)
-        if _is_degenerate(predictions, references):
-            logger.warning("spearman is undefined for constant inputs or fewer than 2 examples; returning nan")
-            return {"spearman": float("nan")}
-        return {"spearman": float(spearmanr(predictions, references)[0])}
+    correlation = staticmethod(spearmanr)

@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock
 
-from .config import DataConfig
-from .data import LabeledSplit, load_splits
-from .evaluation import metric_direction
+from gr_ft.config import DataConfig
+from gr_ft.data import LabeledSplit, load_splits
+from gr_ft.evaluation import metric_direction
 
 __all__ = [
     "DNA_LETTERS",

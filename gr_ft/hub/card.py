@@ -1,93 +1,31 @@
-"""Publishing runs: a model card, the exact repository folder, Hub upload, and LoRA merging.
-
-A run folder (see :mod:`gr_ft.run`) becomes a Hub repository in three steps, each usable alone:
-
-- :func:`render_model_card` fills ``model_cards/adapter_card.md`` from the run's own files (config,
-  metrics, base model record, label map, leakage report) and checks the Hub metadata locally.
-- :func:`build_repo_folder` writes exactly the files that would be uploaded (adapter, tokenizer,
-  label map, config, base model record, metrics, README.md, and ``backbone/`` only when the
-  backbone was built from a config), atomically.
-- :func:`push_run` uploads that folder in one commit (nothing partial on the Hub), or only writes it
-  with ``local_dir``. ``gr_ft.load_run("user/name")`` downloads it back.
-
-:func:`merge_run` folds a LoRA adapter into the base weights (peft ``merge_and_unload``) and writes a
-run folder with full weights that loads standalone.
-
-Example:
-    >>> push_run("runs/demo", "me/promoter-lora", local_dir="publish/promoter-lora")  # doctest: +SKIP
-    PosixPath('publish/promoter-lora')
-    >>> push_run("runs/demo", "me/promoter-lora")  # after `hf auth login`  # doctest: +SKIP
-    'https://huggingface.co/me/promoter-lora'
-    >>> merge_run("runs/demo", "runs/demo_merged")  # doctest: +SKIP
-"""
+"""The model card of a run: facts from the run folder, rendered into model_cards/adapter_card.md, checked."""
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import json
 import logging
 import math
-import os
 import re
-import shutil
 import statistics
-import tempfile
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import huggingface_hub
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .config import FinetuneConfig, load_config
-from .labels import LabelSpec, load_label_spec
-from .modeling import _looks_local
-from .run import FINISHED_MARKER, BaseModelRecord
-from .tokenization import shipped_dir
-
-__all__ = [
-    "render_model_card",
-    "check_card_metadata",
-    "build_repo_folder",
-    "push_run",
-    "merge_run",
-    "folder_size_mb",
-    "is_hub_id",
-    "read_run_folder",
-    "RunFolder",
-    "Citation",
-    "KNOWN_CITATIONS",
-    "push_main",
-    "merge_main",
-]
+from ..config import FinetuneConfig
+from ..labels import LabelSpec
+from ..utils import is_hub_id
+from ..run_state import MARKER
+from ..tokenization import shipped_dir
+from ..run_folder import LEAKAGE_REPORT, RunFolder, read_json, read_run_folder
+from .repo_files import REPO_ITEMS, item_size_mb, repo_items
 
 logger = logging.getLogger(__name__)
 
 CARD_TEMPLATE = shipped_dir("model_cards") / "adapter_card.md"
-LEAKAGE_REPORT = "leakage_report.json"
-"""Optional: a :func:`gr_ft.leakage.leakage_report` saved as JSON in the run folder; summarised in the card."""
-MERGE_RECORD = "merged_from.json"
-"""Written by :func:`merge_run`: which run and base the full weights were merged from."""
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 DEFAULT_LICENSE = "unknown"
-
-# What each published item is, in the card's file list (also the order files are copied in).
-REPO_ITEMS: dict[str, str] = {
-    "adapter": "peft adapter (adapter_config.json + adapter_model.safetensors), task head included",
-    "model.safetensors": "all weights of the model (backbone and task head), one safetensors file",
-    "backbone": "backbone config and weights (transformers save_pretrained)",
-    "tokenizer": "the tokenizer",
-    "config.yaml": "the resolved training config",
-    "label_map.json": "problem type and class names by id",
-    "base_model.json": "the backbone the weights belong to (name, revision, weight fingerprint)",
-    "metrics.json": "test metrics of the best dev epoch and the dev history",
-    LEAKAGE_REPORT: "train/dev/test overlap report (exact and near-duplicate sequences)",
-    MERGE_RECORD: "which run and base model these merged weights come from",
-}
 PIPELINE_TAGS = {"token_classification": "token-classification"}  # every other task: text-classification
 TASK_TAGS = {
     "binary": "binary-classification",
@@ -103,6 +41,20 @@ COUNT_METRICS = ("n",)
 REQUIRED_METADATA = ("license", "tags", "pipeline_tag", "model-index")
 METHOD_NAMES = {"lora": "LoRA", "dora": "DoRA", "ia3": "IA3", "full": "full fine-tuning"}
 EXAMPLE_SEQUENCES = {"dna": "TATAAAAGGCGCGCCTATAAAAGGCGCGCCTATAAAAGGC", "protein": "MKTAYIAKQRQISFVKSHFSRQLEERLG"}
+
+
+# ---------------------------------------------------------------- Hub ids
+
+
+def check_repo_id(repo_id: Optional[str]) -> str:
+    if not repo_id or not is_hub_id(repo_id):
+        raise ValueError(f"Hub repo id {repo_id!r} is not of the form <user or organisation>/<name>, "
+                         f"e.g. me/promoter-lora")
+    try:
+        huggingface_hub.utils.validate_repo_id(repo_id)
+    except huggingface_hub.errors.HFValidationError as err:
+        raise ValueError(f"Hub repo id {repo_id!r} is invalid: {err}") from err
+    return repo_id
 
 
 # ---------------------------------------------------------------- citations
@@ -152,126 +104,15 @@ def find_citation(name: Optional[str]) -> Optional[Citation]:
     return next((c for c in KNOWN_CITATIONS if re.search(c.pattern, name, flags=re.IGNORECASE)), None)
 
 
-# ---------------------------------------------------------------- reading a run folder
-
-
-@dataclass
-class RunFolder:
-    """The files of a finished run folder, parsed."""
-
-    path: Path
-    cfg: FinetuneConfig
-    spec: LabelSpec
-    base: BaseModelRecord
-    metrics: dict
-    leakage: Optional[dict]
-    merged_from: Optional[dict]
-
-    @property
-    def has_adapter(self) -> bool:
-        return (self.path / "adapter").is_dir()
-
-    @property
-    def original_base(self) -> BaseModelRecord:
-        """The backbone the model was trained on (for merged weights: the base before merging)."""
-        return BaseModelRecord(**self.merged_from["base"]) if self.merged_from else self.base
-
-
-def _read_json(path: Path) -> Optional[dict]:
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); rewrite or delete it") from err
-
-
-def read_run_folder(run_dir: str | Path) -> RunFolder:
-    """Parse a finished run folder; a folder that is not one is an error saying which file is missing.
-
-    Example:
-        >>> read_run_folder("runs/demo").spec.problem_type  # doctest: +SKIP
-        'binary'
-    """
-    path = Path(run_dir)
-    if not (path / FINISHED_MARKER).exists():
-        raise ValueError(f"{path} is not a finished gr-ft run folder (no {FINISHED_MARKER}); pass the output_dir "
-                         f"of a completed `gr-ft finetune`")
-    missing = [name for name in ("config.yaml", "label_map.json", "base_model.json", "tokenizer")
-               if not (path / name).exists()]
-    if missing:
-        raise ValueError(f"run folder {path} lacks {missing}; it was not written by gr-ft or was edited by hand")
-    if not (path / "adapter").is_dir() and not (path / "model.safetensors").exists():
-        raise ValueError(f"run folder {path} has neither adapter/ nor model.safetensors: no weights to publish")
-    return RunFolder(path, load_config(FinetuneConfig, path / "config.yaml"), load_label_spec(path / "label_map.json"),
-                     BaseModelRecord.load(path / "base_model.json"), _read_json(path / FINISHED_MARKER),
-                     _read_json(path / LEAKAGE_REPORT), _read_json(path / MERGE_RECORD))
-
-
-def repo_items(run: RunFolder) -> list[str]:
-    """Top-level names of the run folder that belong in its Hub repository (README.md comes on top).
-
-    The adapter when there is one (never a full-weight duplicate of it), else model.safetensors;
-    backbone/ only when the loader needs it (backbone built from a config, or merged weights).
-    """
-    weights = ["adapter"] if run.has_adapter else ["model.safetensors"]
-    backbone = ["backbone"] if run.base.built_from_config else []
-    optional = [name for name in (LEAKAGE_REPORT, MERGE_RECORD) if (run.path / name).exists()]
-    return weights + backbone + ["tokenizer", "config.yaml", "label_map.json", "base_model.json",
-                                 FINISHED_MARKER] + optional
-
-
-def folder_size_mb(path: str | Path) -> float:
-    """Size of a file, or of all files under a folder, in MiB.
-
-    Example:
-        >>> folder_size_mb("runs/demo/adapter") < folder_size_mb("runs/demo/backbone")  # doctest: +SKIP
-        True
-    """
-    path = Path(path)
-    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-    return sum(p.stat().st_size for p in files) / 2**20
-
-
-def _item_size_mb(run: RunFolder, name: str) -> float:
-    if name == "adapter":
-        return sum(folder_size_mb(run.path / "adapter" / f) for f in ADAPTER_FILES)
-    return folder_size_mb(run.path / name)
-
-
-# ---------------------------------------------------------------- Hub ids
-
-
-def is_hub_id(name: Optional[str]) -> bool:
-    """True for a Hub repo id of the form ``user/name`` that is not also an existing local path.
-
-    Example:
-        >>> is_hub_id("facebook/esm2_t6_8M_UR50D"), is_hub_id("./models/esm2"), is_hub_id("dnabert6")
-        (True, False, False)
-    """
-    return bool(name) and not Path(name).exists() and not _looks_local(name)
-
-
-def _check_repo_id(repo_id: Optional[str]) -> str:
-    if not repo_id or not is_hub_id(repo_id):
-        raise ValueError(f"Hub repo id {repo_id!r} is not of the form <user or organisation>/<name>, "
-                         f"e.g. me/promoter-lora")
-    try:
-        huggingface_hub.utils.validate_repo_id(repo_id)
-    except huggingface_hub.errors.HFValidationError as err:
-        raise ValueError(f"Hub repo id {repo_id!r} is invalid: {err}") from err
-    return repo_id
-
-
 # ---------------------------------------------------------------- model card: facts
 
 
 def _alphabet(run: RunFolder) -> str:
     if run.cfg.data.alphabet != "auto":
         return run.cfg.data.alphabet
-    from .tokenization import SequenceTokenizer
+    from ..tokenization import SequenceTokenizer
 
-    return "protein" if SequenceTokenizer.from_pretrained(str(run.path / "tokenizer")).kind == "protein" else "dna"
+    return SequenceTokenizer.from_pretrained(str(run.path / "tokenizer")).alphabet
 
 
 def _dataset_slug(data_path: str) -> str:
@@ -319,23 +160,23 @@ def _plural(count: int, noun: str) -> str:
 
 def _adapter_targets(run: RunFolder) -> str:
     """Adapted modules as saved by peft (the config may leave them to the per-architecture default)."""
-    saved = _read_json(run.path / "adapter" / "adapter_config.json") if run.has_adapter else None
-    targets = (saved or run.merged_from or {}).get("target_modules") or run.cfg.lora.target_modules
+    saved = read_json(run.path / "adapter" / "adapter_config.json") if run.has_adapter else None
+    targets = (saved or run.merged_from or {}).get("target_modules") or run.cfg.adapter.target_modules
     return ", ".join(sorted(targets)) if targets else "chosen per architecture"
 
 
 def _weights_text(run: RunFolder) -> str:
-    lora = run.cfg.lora
+    adapter = run.cfg.adapter
     if run.merged_from:
-        return (f"full weights (`model.safetensors`): the {METHOD_NAMES[lora.method]} adapter (r={lora.r}) of run "
+        return (f"full weights (`model.safetensors`): the {METHOD_NAMES[adapter.method]} adapter (r={adapter.r}) of run "
                 f"`{Path(run.merged_from['source_run']).name}` merged into the base weights with peft "
                 f"`merge_and_unload()`. `backbone/` repeats the merged backbone weights (the gr-ft loader builds the "
                 f"backbone from it, then loads `model.safetensors`), so the folder loads standalone")
     if not run.has_adapter:
         return "full fine-tuning: every weight trained, all in `model.safetensors`"
-    rank = f" with rank r={lora.r}, alpha={lora.alpha}" if lora.method in ("lora", "dora") else ""
+    rank = f" with rank r={adapter.r}, alpha={adapter.alpha}" if adapter.method in ("lora", "dora") else ""
     head = f"a trained {run.cfg.model.pooling}-pooled task head"
-    return f"a {METHOD_NAMES[lora.method]} adapter (peft){rank}, plus {head}"
+    return f"a {METHOD_NAMES[adapter.method]} adapter (peft){rank}, plus {head}"
 
 
 def _task_text(spec: LabelSpec) -> str:
@@ -366,7 +207,7 @@ def _splits_text(cfg: FinetuneConfig) -> str:
 def _sizes(run: RunFolder) -> list[str]:
     recorded = run.metrics.get("split_sizes")
     if isinstance(recorded, dict):
-        return [f"**Sizes:** " + ", ".join(f"{k} {v}" for k, v in recorded.items())]
+        return ["**Sizes:** " + ", ".join(f"{k} {v}" for k, v in recorded.items())]
     if run.cfg.data.path.startswith("synthetic:"):
         size = run.cfg.data.synthetic_size
         return [f"**Sizes:** train {size}, dev {max(size // 4, 8)}, test {max(size // 4, 8)} (generated)"]
@@ -376,9 +217,9 @@ def _sizes(run: RunFolder) -> list[str]:
 
 def _training_rows(run: RunFolder, seeds: list[int]) -> list[tuple[str, str]]:
     cfg, metrics = run.cfg, run.metrics
-    lora = cfg.lora
-    method = METHOD_NAMES["full"] if lora.method == "full" else (
-        f"{METHOD_NAMES[lora.method]} (r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}; "
+    adapter = cfg.adapter
+    method = METHOD_NAMES["full"] if adapter.method == "full" else (
+        f"{METHOD_NAMES[adapter.method]} (r={adapter.r}, alpha={adapter.alpha}, dropout={adapter.dropout}; "
         f"adapted modules: {_adapter_targets(run)})")
     rows = [("method", method), ("learning rate", f"{cfg.train.lr:g} (AdamW, weight decay {cfg.train.weight_decay}, "
                                                    f"warm-up fraction {cfg.train.warmup_fraction})"),
@@ -485,7 +326,7 @@ def card_metadata(run: RunFolder, model_name: str, alphabet: str, license: str =
     """The YAML header: library, tags, pipeline tag, license, base model (Hub ids only), test metrics."""
     cfg, spec, base = run.cfg, run.spec, run.original_base
     pipeline_tag = PIPELINE_TAGS.get(spec.problem_type, "text-classification")
-    method_tag = "full-fine-tuning" if cfg.lora.method == "full" else cfg.lora.method
+    method_tag = "full-fine-tuning" if cfg.adapter.method == "full" else cfg.adapter.method
     tags = ["gr-ft", "genomics" if alphabet == "dna" else "proteomics", method_tag, TASK_TAGS[spec.problem_type]]
     tags += ["merged"] * bool(run.merged_from) + ["synthetic-data"] * cfg.data.path.startswith("synthetic:")
     slug = _dataset_slug(cfg.data.path)
@@ -517,7 +358,7 @@ def card_context(run: RunFolder, load_target: str, alphabet: str,
         "cfg": run.cfg, "weights_text": _weights_text(run), "base_text": _base_text(run),
         "task_text": _task_text(run.spec), "task_short": TASK_TAGS[run.spec.problem_type].replace("-", " ") + " labels",
         "domain_text": _domain_text(run, alphabet), "domain_noun": "DNA" if alphabet == "dna" else "protein",
-        "files": [{"name": name + "/" * (run.path / name).is_dir(), "size_mb": f"{_item_size_mb(run, name):.3f}",
+        "files": [{"name": name + "/" * (run.path / name).is_dir(), "size_mb": f"{item_size_mb(run, name):.3f}",
                    "what": REPO_ITEMS[name]} for name in repo_items(run)],
         "backbone_required": run.base.built_from_config and run.has_adapter,
         "data_text": _data_text(run.cfg.data.path), "splits_text": _splits_text(run.cfg), "sizes": _sizes(run),
@@ -552,7 +393,7 @@ def render_model_card(run_dir: str | Path, repo_id: Optional[str] = None, seed_r
     if not CARD_TEMPLATE.exists():
         raise ValueError(f"model card template {CARD_TEMPLATE} is missing; reinstall gr-ft from a full checkout")
     run = read_run_folder(run_dir)
-    load_target = _check_repo_id(repo_id) if repo_id else str(run.path)
+    load_target = check_repo_id(repo_id) if repo_id else str(run.path)
     alphabet = _alphabet(run)
     context = card_context(run, load_target, alphabet, seed_runs)
     data = card_metadata(run, Path(load_target).name, alphabet, license)
@@ -604,249 +445,8 @@ def _check_card_against_run(header: dict, parsed: ModelCardData, run: RunFolder)
     expected = _reported_metrics(run.metrics.get("test", {}))
     found = {result.metric_name: result.metric_value for result in parsed.eval_results or []}
     if found != expected:
-        raise ValueError(f"model card metrics {found} differ from {run.path / FINISHED_MARKER} test metrics {expected}")
+        raise ValueError(f"model card metrics {found} differ from {run.path / MARKER} test metrics {expected}")
     if run.has_adapter and header.get("library_name") != "peft":
         raise ValueError("model card of an adapter must say library_name: peft")
     if run.original_base.built_from_config and "base_model" in header:
         raise ValueError("model card names a base_model although the backbone was built from config")
-
-
-# ---------------------------------------------------------------- the repository folder
-
-
-@contextmanager
-def _atomic_folder(out_dir: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a staging folder beside ``out_dir``; on success it becomes ``out_dir`` by rename, else it is removed."""
-    if out_dir.is_file():
-        raise ValueError(f"{out_dir} is a file; choose a folder path")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise ValueError(f"{out_dir} exists and is not empty; choose another folder or pass overwrite=True "
-                         f"(--overwrite) to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.staging-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        yield staging
-        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-        if out_dir.exists():
-            os.replace(out_dir, old)
-        os.replace(staging, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _copy_item(run: RunFolder, name: str, target: Path) -> None:
-    source = run.path / name
-    if name == "adapter":
-        missing = [f for f in ADAPTER_FILES if not (source / f).exists()]
-        if missing:
-            raise ValueError(f"{source} lacks {missing}; gr-ft publishes adapters as safetensors only (re-save the "
-                             f"adapter with peft's save_pretrained(safe_serialization=True))")
-        (target / name).mkdir()
-        for file in ADAPTER_FILES:  # peft's own README.md stub is left out: README.md is the model card
-            shutil.copy2(source / file, target / name / file)
-    elif source.is_dir():
-        shutil.copytree(source, target / name)
-    else:
-        shutil.copy2(source, target / name)
-
-
-def build_repo_folder(run_dir: str | Path, out_dir: str | Path, repo_id: Optional[str] = None,
-                      seed_runs: Sequence[str | Path] = (), overwrite: bool = False,
-                      license: str = DEFAULT_LICENSE) -> Path:
-    """Write exactly the repository that :func:`push_run` would upload, atomically; returns ``out_dir``.
-
-    Example:
-        >>> build_repo_folder("runs/demo", "publish/demo", repo_id="me/demo")  # doctest: +SKIP
-        PosixPath('publish/demo')
-    """
-    run = read_run_folder(run_dir)
-    card = render_model_card(run_dir, repo_id, seed_runs, license)  # every check before the first write
-    out = Path(out_dir)
-    with _atomic_folder(out, overwrite) as staging:
-        for name in repo_items(run):
-            _copy_item(run, name, staging)
-        card.save(staging / "README.md")
-    logger.info("wrote repository folder %s (%.2f MB)", out, folder_size_mb(out))
-    return out
-
-
-# ---------------------------------------------------------------- upload
-
-
-def _hub_offline() -> bool:
-    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE as set now (huggingface_hub reads them only at import)."""
-    values = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
-    return any(v is not None and v.upper() in huggingface_hub.constants.ENV_VARS_TRUE_VALUES for v in values)
-
-
-def _hub_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions meaning the Hub could not be reached or refused the request."""
-    errors: list[type[BaseException]] = [OSError]  # HfHubHTTPError, OfflineModeIsEnabled, ConnectionError
-    for module in ("httpx2", "httpx"):  # the HTTP client of huggingface_hub (transport errors are not OSErrors)
-        try:
-            errors.append(importlib.import_module(module).HTTPError)
-        except ImportError:
-            pass
-    return tuple(errors)
-
-
-def _upload(folder: Path, repo_id: str, token: str, private: bool, revision: Optional[str]) -> str:
-    api = huggingface_hub.HfApi(token=token)
-    url = api.create_repo(repo_id, exist_ok=True, private=private)
-    if revision:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=revision,
-                      commit_message=f"gr-ft: upload run {folder.name}")  # one commit: all files or none
-    return str(url) + (f"/tree/{revision}" if revision else "")
-
-
-def push_run(run_dir: str | Path, repo_id: str, *, private: bool = False, token: Optional[str] = None,
-             local_dir: Optional[str | Path] = None, revision: Optional[str] = None,
-             seed_runs: Sequence[str | Path] = (), overwrite: bool = False, license: str = DEFAULT_LICENSE):
-    """Upload a run folder as a Hub model repository (one commit), or only write it to ``local_dir``.
-
-    Returns the repository URL, or the folder with ``local_dir``. Without a token or network it raises
-    a ValueError saying how to fix that, and leaves nothing behind (locally or on the Hub).
-
-    Example:
-        >>> push_run("runs/demo", "me/promoter-lora", private=True)  # doctest: +SKIP
-        'https://huggingface.co/me/promoter-lora'
-    """
-    _check_repo_id(repo_id)
-    if local_dir is not None:
-        return build_repo_folder(run_dir, local_dir, repo_id, seed_runs, overwrite, license)
-    token = token or huggingface_hub.get_token()
-    if not token:
-        raise ValueError(f"cannot upload {run_dir} to {repo_id}: no Hugging Face token. Log in with `hf auth login` "
-                         f"(older huggingface_hub: `huggingface-cli login`) or set HF_TOKEN, or write the repository "
-                         f"folder locally with --local-dir DIR (push_run(..., local_dir=DIR))")
-    if _hub_offline():
-        raise ValueError(f"cannot upload {run_dir} to {repo_id}: offline mode is on (HF_HUB_OFFLINE or "
-                         f"TRANSFORMERS_OFFLINE); unset it, or write the repository folder with --local-dir DIR")
-    with tempfile.TemporaryDirectory(prefix="gr-ft-push-") as tmp:
-        folder = build_repo_folder(run_dir, Path(tmp) / Path(repo_id).name, repo_id, seed_runs, license=license)
-        try:
-            url = _upload(folder, repo_id, token, private, revision)
-        except _hub_errors() as err:
-            raise ValueError(f"upload of {run_dir} to {repo_id} failed: {type(err).__name__}: "
-                             f"{str(err).splitlines()[0][:300] if str(err) else 'no details'}. Check your network "
-                             f"and token (`hf auth login`), or write the folder with --local-dir DIR and upload it "
-                             f"later (`hf upload {repo_id} DIR`)") from err
-    logger.info("pushed %s to %s", run_dir, url)
-    return url
-
-
-# ---------------------------------------------------------------- merging
-
-
-def _write_merged(model, run: RunFolder, staging: Path) -> None:
-    """Files of a merged run folder: full weights, the merged backbone, and the run's other files."""
-    from safetensors.torch import save_file
-
-    from .modeling import backbone_fingerprint
-
-    for name in ("config.yaml", "label_map.json", "tokenizer", LEAKAGE_REPORT):
-        if (run.path / name).exists():
-            _copy_item(run, name, staging)
-    model.backbone.save_pretrained(str(staging / "backbone"))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(staging / "model.safetensors"))
-    base = run.base
-    BaseModelRecord(name_or_path=base.name_or_path, revision=base.revision,
-                    fingerprint=backbone_fingerprint(model.backbone), built_from_config=True,
-                    trust_remote_code=base.trust_remote_code).save(staging / "base_model.json")
-    adapter = _read_json(run.path / "adapter" / "adapter_config.json") or {}
-    record = {"source_run": str(run.path.resolve()), "method": run.cfg.lora.method, "merged_with":
-              "peft merge_and_unload", "target_modules": adapter.get("target_modules"), "base": base.__dict__}
-    (staging / MERGE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-    shutil.copy2(run.path / FINISHED_MARKER, staging / FINISHED_MARKER)
-
-
-def merge_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
-    """Fold a run's LoRA adapter into the base weights; writes a standalone run folder with full weights.
-
-    The new folder has ``model.safetensors``, ``backbone/`` (the merged backbone, so no base model is
-    needed to load it) and ``merged_from.json``; ``load_run(out_dir)`` predicts as the adapter did.
-
-    Example:
-        >>> merge_run("runs/demo", "runs/demo_merged")  # doctest: +SKIP
-        PosixPath('runs/demo_merged')
-    """
-    from .run import load_model_for_run
-
-    run = read_run_folder(run_dir)
-    if not run.has_adapter:
-        raise ValueError(f"{run_dir} has no adapter/ (lora.method={run.cfg.lora.method}): its weights are already "
-                         f"full weights; load it directly")
-    model, _tokenizer, _spec, _cfg = load_model_for_run(run.path)
-    merged = model.merge_and_unload()
-    out = Path(out_dir)
-    with _atomic_folder(out, overwrite) as staging:
-        _write_merged(merged, run, staging)
-    logger.info("merged %s (%.2f MB) into %s (%.2f MB)", run.path, folder_size_mb(run.path), out, folder_size_mb(out))
-    return out
-
-
-# ---------------------------------------------------------------- command line (gr-ft push / gr-ft merge)
-
-
-def _push_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gr-ft push", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Publish a run folder as a Hugging Face Hub model repository (model card included), in one "
-                    "commit; or only write the repository folder with --local-dir.",
-        epilog="examples:\n  gr-ft push runs/demo me/promoter-lora --local-dir publish/promoter-lora\n"
-               "  gr-ft push runs/demo me/promoter-lora --private            # after `hf auth login`\n"
-               "  gr-ft push runs/seed0 me/promoter-lora --seed-runs runs/seed1 runs/seed2 --license mit\n",
-    )
-    parser.add_argument("run_dir")
-    parser.add_argument("repo_id", help="Hub repository, <user or organisation>/<name>")
-    parser.add_argument("--local-dir", help="write the repository folder here instead of uploading")
-    parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
-    parser.add_argument("--seed-runs", nargs="+", default=[], metavar="RUN",
-                        help="run folders of the same config with other seeds: the card reports mean ± sd")
-    parser.add_argument("--revision", help="branch to upload to (created if missing)")
-    parser.add_argument("--license", default=DEFAULT_LICENSE, help="Hub license id (default: unknown)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --local-dir")
-    return parser
-
-
-def push_main(argv: list[str]) -> int:
-    """``gr-ft push``: returns the exit code."""
-    args = _push_parser().parse_args(argv)
-    where = push_run(args.run_dir, args.repo_id, private=args.private, local_dir=args.local_dir,
-                     revision=args.revision, seed_runs=args.seed_runs, overwrite=args.overwrite, license=args.license)
-    if args.local_dir:
-        print(f"wrote repository folder {where} ({folder_size_mb(where):.2f} MB); "
-              f"model card: {Path(where) / 'README.md'}")
-        print(f"upload it later with: gr-ft push {args.run_dir} {args.repo_id}")
-    else:
-        print(f"pushed {args.run_dir} to {where}")
-    return 0
-
-
-def _merge_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gr-ft merge", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Fold a run's LoRA adapter into the base weights (peft merge_and_unload) and write a standalone "
-                    "run folder with full weights that gr-ft predict / load_run use like any run.",
-        epilog="examples:\n  gr-ft merge runs/demo runs/demo_merged\n"
-               "  gr-ft merge runs/promoter runs/promoter_merged --overwrite && gr-ft predict runs/promoter_merged "
-               "--input seqs.fa --output -\n",
-    )
-    parser.add_argument("run_dir")
-    parser.add_argument("out_dir")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
-    return parser
-
-
-def merge_main(argv: list[str]) -> int:
-    """``gr-ft merge``: returns the exit code."""
-    args = _merge_parser().parse_args(argv)
-    out = merge_run(args.run_dir, args.out_dir, overwrite=args.overwrite)
-    adapter = Path(args.run_dir) / "adapter"
-    print(f"wrote merged run folder {out} ({folder_size_mb(out):.2f} MB; the adapter was "
-          f"{folder_size_mb(adapter):.2f} MB, the whole run folder {folder_size_mb(args.run_dir):.2f} MB)")
-    return 0

@@ -1,6 +1,7 @@
-"""What the meta-learning recipes share: their tasks, checkpoints, and the meta-trained run folder.
+"""What the meta-learning recipes share: their tasks, checkpoints, the meta-trained run folder, and the
+steps around the method (samplers, model, keeping the best validation, meta-test scores, metrics).
 
-A meta-trained run folder has the layout of a fine-tuning run (see :mod:`gr_ft.run`), so
+A meta-trained run folder has the layout of a fine-tuning run (see :mod:`gr_ft.run_folder`), so
 ``gr_ft.load_run`` and ``gr-ft adapt`` read it, plus ``meta.json``: the method, the tasks used
 for meta-training, the held-out meta-test tasks, the episode shape and the adaptation defaults.
 
@@ -19,10 +20,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
@@ -32,10 +34,13 @@ from accelerate import Accelerator
 from ..config import config_to_dict
 from ..io import find_split_files
 from ..labels import LabelSpec
-from ..run import BaseModelRecord, write_run
-from ..synthetic import cell_type_sequences, split_seed
-from ..training import load_checkpoint, save_checkpoint
+from ..run_folder import flat_config, write_run
+from ..utils import atomic_write_text
+from ..synthetic import cell_type_panel_sequences, cell_type_sequences, split_seed
+from ..training import load_checkpoint, load_trainable_weights, save_checkpoint, save_trainable_weights
 from .config import MetaConfig, MetaTrainConfig
+from .distributed import broadcast_trainable
+from .episodes import EpisodeSampler
 from .reptile import restore_trainable, snapshot_trainable
 from .tasks import TaskCollection, TaskSplit, load_task_collection, split_tasks
 
@@ -51,7 +56,7 @@ __all__ = [
     "meta_label_spec",
     "save_meta_checkpoint",
     "load_meta_checkpoint",
-    "write_meta_run",
+    "publish_meta_run",
     "read_meta_record",
 ]
 
@@ -59,6 +64,8 @@ logger = logging.getLogger(__name__)
 META_FILE = "meta.json"
 STATE_FILE = "meta_state.json"
 SYNTHETIC_DATA_SEED = 0  # the synthetic tasks are data: the same whatever the training seed
+SYNTHETIC_GENERATORS = {"synthetic:cell_type": cell_type_sequences,
+                        "synthetic:cell_type_panel": cell_type_panel_sequences}
 
 
 class MetaTasks(NamedTuple):
@@ -78,7 +85,8 @@ class MetaTasks(NamedTuple):
 
 def _synthetic_tasks(meta: MetaConfig, split: str) -> TaskCollection:
     n = meta.synthetic_size if split == "train" else max(meta.synthetic_size // 2, 8)
-    frame = cell_type_sequences(n, length_bp=meta.synthetic_length_bp, seed=split_seed(SYNTHETIC_DATA_SEED, split))
+    generate = SYNTHETIC_GENERATORS[meta.tasks]
+    frame = generate(n, length_bp=meta.synthetic_length_bp, seed=split_seed(SYNTHETIC_DATA_SEED, split))
     frame["label"] = frame["label"].astype(str)
     return TaskCollection({name: group[["sequence", "label"]].reset_index(drop=True)
                            for name, group in frame.groupby("cell_type")},
@@ -201,13 +209,17 @@ class MetaState:
     history: list[dict] = field(default_factory=list)
 
 
-def save_meta_checkpoint(accelerator: Accelerator, state: MetaState, folder: Path) -> None:
+def save_meta_checkpoint(accelerator: Accelerator, state: MetaState, folder: Path,
+                         cfg: Optional[MetaTrainConfig] = None) -> None:
     """accelerate ``save_state`` (registered weights, optimiser, RNG) plus the meta state, replaced atomically.
 
+    ``cfg`` is stored with it, so that a resume with another config is refused.
+
     Example:
-        >>> save_meta_checkpoint(accelerator, MetaState(step=50), out / "checkpoints" / "last")
+        >>> save_meta_checkpoint(accelerator, MetaState(step=50), out / "checkpoints" / "last", cfg)
     """
-    save_checkpoint(accelerator, state, folder, state_file=STATE_FILE)
+    save_checkpoint(accelerator, state, folder, state_file=STATE_FILE,
+                    config=None if cfg is None else flat_config(cfg))
 
 
 def load_meta_checkpoint(accelerator: Accelerator, folder: Path) -> MetaState:
@@ -232,7 +244,7 @@ class MetaRecord:
     meta_test_tasks: list[str]
     n_way: int
     k_shot: int
-    query_size: int
+    query_per_class: int
     classes: Optional[list[str]]
     """Shared label names of the tasks (the head's classes), or None when tasks differ (ids = sorted labels)."""
     adapt_steps: int
@@ -248,9 +260,7 @@ class MetaRecord:
     meta_config: dict = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
 
 
 def read_meta_record(run_dir: str | Path) -> Optional[MetaRecord]:
@@ -263,22 +273,31 @@ def read_meta_record(run_dir: str | Path) -> Optional[MetaRecord]:
     path = Path(run_dir) / META_FILE
     if not path.exists():
         return None
-    return MetaRecord(**json.loads(path.read_text()))
+    record = json.loads(path.read_text())
+    if "query_size" in record:  # written before the key said it is per class
+        record["query_per_class"] = record.pop("query_size")
+    return MetaRecord(**record)
 
 
-def write_meta_run(out: Path, model, tokenizer, cfg: MetaTrainConfig, spec: LabelSpec, base: BaseModelRecord,
-                   metrics: dict, record: MetaRecord) -> None:
-    """Write the run folder of a fine-tuning run plus ``meta.json``; ``metrics.json`` still lands last.
+def publish_meta_run(run, metrics: dict, record: MetaRecord, meta_test_summary: str = "") -> None:
+    """Write the run folder of a fine-tuning run plus ``meta.json`` (main process; ``metrics.json`` still lands
+    last, then ``checkpoints/`` goes), and print where it is.
 
-    Example:
-        >>> write_meta_run(out, model, tokenizer, cfg, spec, base, {"meta_test": ...}, record)
-        >>> gr_ft.load_run(out).predict(["ACGT" * 50])
+    ``run`` is a recipe's state (``ReptileRun`` / ``ProtoNetRun``: cfg, accelerator, model, tokenizer, base, data,
+    out). ``meta_test_summary`` is printed after the meta-test tasks' names when there are any.
     """
-    record.meta_config = config_to_dict(cfg.meta)
-    out.mkdir(parents=True, exist_ok=True)
-    record.save(out / META_FILE)
-    write_run(out, model, tokenizer, spec, cfg.as_finetune_config(), base, metrics,
-              backbone_dir=out / "checkpoints" / "backbone")
+    cfg, accelerator, out = run.cfg, run.accelerator, run.out
+    if accelerator.is_main_process:
+        record.meta_config = config_to_dict(cfg.meta)
+        out.mkdir(parents=True, exist_ok=True)
+        record.save(out / META_FILE)
+        write_run(out, run.model, run.tokenizer, meta_label_spec(cfg, run.data.classes), cfg.as_finetune_config(),
+                  base=run.base, metrics=metrics, backbone_dir=out / "checkpoints" / "backbone")
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    accelerator.wait_for_everyone()
+    if metrics["meta_test"] and meta_test_summary:
+        accelerator.print(f"meta-test ({', '.join(run.data.split.meta_test)}): {meta_test_summary}")
+    accelerator.print(f"run folder: {out} (adapt with: gr-ft adapt {out} SUPPORT.csv OUT_DIR --eval-data ...)")
 
 
 def task_frame_summary(tasks: TaskCollection) -> dict[str, dict[str, int]]:
@@ -290,3 +309,99 @@ def sample_per_class(frame: pd.DataFrame, per_class: int, seed: int) -> pd.DataF
     """Up to ``per_class`` rows of each label, seeded (row order: by label, then random)."""
     parts = [group.sample(n=min(per_class, len(group)), random_state=seed) for _, group in frame.groupby("label")]
     return pd.concat(parts).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- steps both meta-training recipes take
+
+VAL_SEED = 7919
+"""Validation and meta-test episodes: a stream of their own, the same at every evaluation."""
+
+
+def episode_samplers(cfg: MetaTrainConfig, data: MetaTasks) -> tuple[EpisodeSampler, EpisodeSampler]:
+    """Meta-train episodes (seeded by ``train.seed``) and the fixed validation episodes (``VAL_SEED``)."""
+    meta = cfg.meta
+    return (EpisodeSampler(data.train, meta.n_way, meta.k_shot, meta.query_per_class, seed=cfg.train.seed),
+            EpisodeSampler(data.val, meta.n_way, meta.k_shot, meta.query_per_class, seed=VAL_SEED))
+
+
+def build_meta_model(cfg: MetaTrainConfig, tokenizer, accelerator: Accelerator, out: Path):
+    """Backbone + n_way head + adapter, identical on every process; the random backbone is kept for the run."""
+    from ..adapters import apply_adapter
+    from ..modeling import build_task_model, keep_fresh_backbone
+
+    model, base = build_task_model(cfg.model, tokenizer, cfg.problem_type, cfg.meta.n_way)
+    if accelerator.is_main_process:
+        keep_fresh_backbone(model, base, out / "checkpoints" / "backbone")
+    model = apply_adapter(model, cfg.adapter).to(accelerator.device)
+    broadcast_trainable(model)
+    return model, base
+
+
+def resume_meta_state(accelerator: Accelerator, resume_from: Optional[Path]) -> MetaState:
+    """A fresh :class:`MetaState`, or the one of the checkpoint being resumed (weights and RNG restored too)."""
+    if resume_from is None:
+        return MetaState()
+    state = load_meta_checkpoint(accelerator, resume_from)
+    accelerator.print(f"resumed from {resume_from}: meta-step {state.step}")
+    return state
+
+
+def keep_if_best(accelerator: Accelerator, model, state: MetaState, scores: dict[str, float], out: Path) -> bool:
+    """Record one validation in the history; keep the weights when their query accuracy is the best so far.
+
+    Step 0 is the baseline, not a candidate; ties go to the later (more meta-trained) weights.
+    """
+    improved = state.step > 0 and (state.best_val is None or scores["query_accuracy"] >= state.best_val)
+    if improved:
+        state.best_val, state.best_step = scores["query_accuracy"], state.step
+        if accelerator.is_main_process:
+            (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+            save_trainable_weights(model, out / "checkpoints" / "best.safetensors")
+    state.history.append({"step": state.step, **{f"val_{k}": v for k, v in scores.items()}})
+    accelerator.log({f"val/{k}": v for k, v in scores.items()}, step=state.step)
+    return improved
+
+
+def meta_test_scores(cfg: MetaTrainConfig, accelerator: Accelerator, meta_test_tasks: list[str],
+                     score: Callable[[EpisodeSampler, TaskCollection], dict[str, float]]) -> dict:
+    """After meta-training: ``score(sampler, tasks)`` on episodes of each held-out task (its test split), and the mean.
+
+    A task too small for an episode is reported and skipped; the meta-trained run is kept.
+    """
+    if not cfg.meta.test_episodes:
+        return {}
+    tasks = load_meta_test_tasks(cfg, meta_test_tasks)
+    per_task = {}
+    for name in tasks.names:  # one sampler per task: every task gets its own test_episodes
+        try:
+            task_sampler = EpisodeSampler(tasks.subset([name]), cfg.meta.n_way, cfg.meta.k_shot,
+                                          cfg.meta.query_per_class, seed=VAL_SEED)
+        except ValueError as err:
+            accelerator.print(f"meta-test task {name} not scored: {err}")
+            continue
+        per_task[name] = score(task_sampler, tasks)
+    if not per_task:
+        return {}
+    mean = {key: sum(s[key] for s in per_task.values()) / len(per_task) for key in ("query_loss", "query_accuracy")}
+    return {"episodes_per_task": cfg.meta.test_episodes, "k_shot": cfg.meta.k_shot, "mean": mean, "tasks": per_task}
+
+
+def restore_best(model, out: Path) -> None:
+    """Load the best validation weights kept by :func:`keep_if_best` (if any validation improved)."""
+    best = out / "checkpoints" / "best.safetensors"
+    if best.exists():
+        load_trainable_weights(model, best)
+
+
+def meta_metrics(cfg: MetaTrainConfig, accelerator: Accelerator, state: MetaState, meta_test: dict,
+                 started: float) -> dict:
+    """What ``metrics.json`` of a meta-trained run holds."""
+    return {
+        "meta_test": meta_test,
+        "best_step": state.best_step,
+        "val_query_accuracy": state.best_val,
+        "history": state.history,
+        "seed": cfg.train.seed,
+        "processes": accelerator.num_processes,
+        "wall_time_s": round(time.time() - started, 1),
+    }
