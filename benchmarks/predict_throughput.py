@@ -31,6 +31,7 @@ import argparse
 import gzip
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -106,10 +107,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def read_rows(path: Path, limit: int, max_chars: int | None = None) -> list[str]:
+def read_rows(path: Path, limit: int, max_chars: int | None = None, seed: int = 0) -> list[str]:
+    """The header and ``limit`` rows drawn at random (seeded, file order kept): the first rows of a file sorted by
+    label (DeepLoc's are) would hold one class only."""
     with gzip.open(path, "rt") as handle:
         lines = handle.read().splitlines()
-    header, rows = lines[0], lines[1 : limit + 1]
+    header, rows = lines[0], lines[1:]
+    if limit < len(rows):
+        rows = [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), limit))]
     if max_chars is not None:  # sequence,label: cut the sequence
         rows = [f"{r.split(',', 1)[0][:max_chars]},{r.split(',', 1)[1]}" for r in rows]
     return [header] + rows

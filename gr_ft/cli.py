@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import importlib
-import logging
 import sys
 from pathlib import Path
 from typing import Callable, Optional
@@ -49,6 +48,12 @@ def _pretrain(argv: list[str]) -> int:
     return 0
 
 
+def _command_parser(command: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
+    """The parser of ``gr-ft COMMAND``: its description, and the example lines as the epilog."""
+    return argparse.ArgumentParser(prog=f"gr-ft {command}", formatter_class=RAW, description=description,
+                                   epilog="examples:\n" + "".join(f"  {line}\n" for line in examples))
+
+
 def _add_trust_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow model code shipped with the backbone to run (DNABERT-2, HyenaDNA, Caduceus); "
@@ -56,11 +61,13 @@ def _add_trust_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _evaluate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gr-ft evaluate", formatter_class=RAW,
-        description="Score a finished run folder on labelled data (a file or a dataset folder's test split).",
-        epilog="examples:\n  gr-ft evaluate runs/demo --data ../shared/data/promoter/gue_prom_core_all\n"
-               "  gr-ft evaluate runs/demo --data new_peaks.csv.gz --output metrics_new.json\n",
+    parser = _command_parser(
+        "evaluate",
+        "Score a finished run folder on labelled data (a file or a dataset folder's test split).",
+        [
+            "gr-ft evaluate runs/demo --data ../shared/data/promoter/gue_prom_core_all",
+            "gr-ft evaluate runs/demo --data new_peaks.csv.gz --output metrics_new.json",
+        ],
     )
     parser.add_argument("run_dir")
     parser.add_argument("--data", required=True, help="labelled file, or folder whose test split is scored")
@@ -220,11 +227,13 @@ def _run_alphabet(predictor) -> str:
 
 
 def _tokenizer_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gr-ft tokenizer train", formatter_class=RAW,
-        description="Train a DNA BPE tokenizer in the DNABERT-2 manner on FASTA/CSV/text files.",
-        epilog="examples:\n  gr-ft tokenizer train genome.fa.gz --vocab-size 4096 --out tokenizers/my_bpe\n"
-               "  gr-ft tokenizer train train.csv.gz --vocab-size 1024 --max-records 50000 --out my_bpe\n",
+    parser = _command_parser(
+        "tokenizer train",
+        "Train a DNA BPE tokenizer in the DNABERT-2 manner on FASTA/CSV/text files.",
+        [
+            "gr-ft tokenizer train genome.fa.gz --vocab-size 4096 --out tokenizers/my_bpe",
+            "gr-ft tokenizer train train.csv.gz --vocab-size 1024 --max-records 50000 --out my_bpe",
+        ],
     )
     parser.add_argument("action", choices=["train"])
     parser.add_argument("files", nargs="+")
@@ -246,12 +255,14 @@ def _tokenizer(argv: list[str]) -> int:
 def _synthetic_parser() -> argparse.ArgumentParser:
     from gr_ft.synthetic import SYNTHETIC_TASKS
 
-    parser = argparse.ArgumentParser(
-        prog="gr-ft synthetic", formatter_class=RAW,
-        description="Write a synthetic data set with a planted regulatory grammar (train/dev/test.csv.gz).",
-        epilog="examples:\n  gr-ft synthetic promoter data/synth_promoter --n-train 5000\n"
-               "  gr-ft synthetic cell_type data/synth_cells   # one sub-folder per cell type\n"
-               "  gr-ft synthetic cell_type_panel data/synth_panel   # 20 cell types over 16 shared TF motifs\n",
+    parser = _command_parser(
+        "synthetic",
+        "Write a synthetic data set with a planted regulatory grammar (train/dev/test.csv.gz).",
+        [
+            "gr-ft synthetic promoter data/synth_promoter --n-train 5000",
+            "gr-ft synthetic cell_type data/synth_cells   # one sub-folder per cell type",
+            "gr-ft synthetic cell_type_panel data/synth_panel   # 20 cell types over 16 shared TF motifs",
+        ],
     )
     parser.add_argument("task", choices=sorted(SYNTHETIC_TASKS))
     parser.add_argument("out_dir")
@@ -278,13 +289,15 @@ def _synthetic(argv: list[str]) -> int:
 def _push_parser() -> argparse.ArgumentParser:
     from gr_ft.hub.card import DEFAULT_LICENSE
 
-    parser = argparse.ArgumentParser(
-        prog="gr-ft push", formatter_class=RAW,
-        description="Publish a run folder as a Hugging Face Hub model repository (model card included), in one "
-                    "commit; or only write the repository folder with --local-dir.",
-        epilog="examples:\n  gr-ft push runs/demo me/promoter-lora --local-dir publish/promoter-lora\n"
-               "  gr-ft push runs/demo me/promoter-lora --private            # after `hf auth login`\n"
-               "  gr-ft push runs/seed0 me/promoter-lora --seed-runs runs/seed1 runs/seed2 --license mit\n",
+    parser = _command_parser(
+        "push",
+        "Publish a run folder as a Hugging Face Hub model repository (model card included), in one "
+        "commit; or only write the repository folder with --local-dir.",
+        [
+            "gr-ft push runs/demo me/promoter-lora --local-dir publish/promoter-lora",
+            "gr-ft push runs/demo me/promoter-lora --private            # after `hf auth login`",
+            "gr-ft push runs/seed0 me/promoter-lora --seed-runs runs/seed1 runs/seed2 --license mit",
+        ],
     )
     parser.add_argument("run_dir")
     parser.add_argument("repo_id", help="Hub repository, <user or organisation>/<name>")
@@ -315,19 +328,20 @@ def push_main(argv: list[str]) -> int:
 
 
 def _merge_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gr-ft merge", formatter_class=RAW,
-        description="Fold a run's LoRA adapter into the base weights (peft merge_and_unload) and write a standalone "
-                    "run folder with full weights that gr-ft predict / load_run use like any run.",
-        epilog="examples:\n  gr-ft merge runs/demo runs/demo_merged\n"
-               "  gr-ft merge runs/promoter runs/promoter_merged --overwrite && gr-ft predict runs/promoter_merged "
-               "--input seqs.fa --output -\n",
+    parser = _command_parser(
+        "merge",
+        "Fold a run's LoRA adapter into the base weights (peft merge_and_unload) and write a standalone "
+        "run folder with full weights that gr-ft predict / load_run use like any run.",
+        [
+            "gr-ft merge runs/demo runs/demo_merged",
+            "gr-ft merge runs/promoter runs/promoter_merged --overwrite && "
+            "gr-ft predict runs/promoter_merged --input seqs.fa --output -",
+        ],
     )
     parser.add_argument("run_dir")
     parser.add_argument("out_dir")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="allow the backbone's own model code to run (DNABERT-2, HyenaDNA); only for sources you trust")
+    _add_trust_flag(parser)
     return parser
 
 
@@ -449,8 +463,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"gr-ft: error: unknown command {command!r}; choose one of {sorted(COMMANDS)}\n\n{_usage()}",
               file=sys.stderr)
         return EXIT_USER_ERROR
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gr_ft").setLevel(logging.INFO)
+    from gr_ft.utils import configure_logging
+
+    configure_logging()
     return run_command(COMMANDS[command][0], rest, debug=debug)
 
 

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib
 import logging
@@ -37,6 +38,8 @@ __all__ = [
     "ModelConfig",
     "AdapterConfig",
     "LoraConfig",
+    "OptimizationConfig",
+    "RunConfig",
     "TrainConfig",
     "FinetuneConfig",
     "load_config",
@@ -209,10 +212,35 @@ LoraConfig = AdapterConfig
 
 
 @dataclass
-class TrainConfig:
-    """Optimisation, batching, precision and checkpointing."""
+class OptimizationConfig:
+    """The ``train.*`` knobs fine-tuning and pretraining share (one definition each): seed, optimiser, precision,
+    logging."""
 
     seed: int = 0
+    weight_decay: float = 0.01
+    grad_accum_steps: int = 1
+    max_grad_norm: float = 1.0
+    precision: str = "auto"
+    """auto, bf16, fp16 (GPU only) or fp32. auto is bf16 where it is faster: CUDA with bf16 (fp16 on older
+    GPUs), CPUs with AMX, or a CPU whose cached bf16 matmul probe beats fp32; else fp32. The run folder records
+    what ran."""
+    log_every_steps: int = 20
+    """Optimiser steps between logged training losses."""
+    tracker: Optional[str] = None
+    """accelerate tracker for logs (tensorboard, wandb, ...); none by default."""
+
+    def __post_init__(self):
+        _check_choice("train.precision", self.precision, PRECISIONS)
+        for flag in ("grad_accum_steps", "log_every_steps"):
+            _check_positive(f"train.{flag}", getattr(self, flag))
+        for flag in ("weight_decay", "max_grad_norm"):
+            _check_positive(f"train.{flag}", getattr(self, flag), allow_zero=True)
+
+
+@dataclass
+class TrainConfig(OptimizationConfig):
+    """Optimisation, batching, precision and checkpointing of a fine-tuning run."""
+
     epochs: int = 5
     max_steps: Optional[int] = None
     """Stop after this many optimiser steps (overrides epochs when set)."""
@@ -223,15 +251,8 @@ class TrainConfig:
     """Peak learning rate. The default suits LoRA. For adapter.method=full: ~5e-5 on a pretrained backbone (the usual
     BERT-size value); a small backbone trained from random init wants more (measured here: 5e-4 in
     docs/results.md, 3.8e-3 best of a sweep on a 2 x 64 model in docs/rigor.md)."""
-    weight_decay: float = 0.01
     warmup_fraction: float = 0.06
     """Fraction of the optimiser steps spent in linear warm-up."""
-    grad_accum_steps: int = 1
-    max_grad_norm: float = 1.0
-    precision: str = "auto"
-    """auto, bf16, fp16 (GPU only) or fp32. auto is bf16 where it is faster: CUDA with bf16 (fp16 on older
-    GPUs), CPUs with AMX, or a CPU whose cached bf16 matmul probe beats fp32; else fp32. The run folder records
-    what ran."""
     bucket_by_length: bool = True
     """Batch sequences of similar length together to cut padding."""
     batch_tokens: Optional[int] = None
@@ -255,28 +276,38 @@ class TrainConfig:
     """Also checkpoint every N optimiser steps (0: only at epoch ends)."""
     patience: int = 0
     """Stop after this many evaluations without a dev improvement (0: never stop early)."""
-    log_every_steps: int = 20
-    tracker: Optional[str] = None
-    """accelerate tracker for logs (tensorboard, wandb, ...); none by default."""
 
     def __post_init__(self):
-        _check_choice("train.precision", self.precision, PRECISIONS)
+        super().__post_init__()
         _check_choice("train.class_weighting", self.class_weighting, ("none", "balanced"))
-        for flag in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "eval_every_epochs"):
+        for flag in ("epochs", "batch_size", "eval_batch_size", "eval_every_epochs"):
             _check_positive(f"train.{flag}", getattr(self, flag))
         _check_positive("train.lr", self.lr)
         if self.max_steps is not None:
             _check_positive("train.max_steps", self.max_steps)
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"train.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
-        for flag in ("weight_decay", "checkpoint_every_steps", "patience", "max_grad_norm"):
+        for flag in ("checkpoint_every_steps", "patience"):
             _check_positive(f"train.{flag}", getattr(self, flag), allow_zero=True)
         if self.batch_tokens is not None:
             _check_positive("train.batch_tokens", self.batch_tokens)
 
 
 @dataclass
-class FinetuneConfig:
+class RunConfig:
+    """Where a recipe writes its run folder and what it does with one that is already there (every recipe's
+    config derives from this; each sets its own default folder)."""
+
+    output_dir: Optional[str] = None
+    """Run folder: checkpoints while training, then the finished run."""
+    overwrite: bool = False
+    """Replace a finished run in output_dir (never done silently)."""
+    resume: bool = True
+    """Resume from output_dir/checkpoints/last when a previous run of this config was interrupted."""
+
+
+@dataclass
+class FinetuneConfig(RunConfig):
     """Everything one fine-tuning run needs. The defaults are the built-in demo job."""
 
     RENAMED: ClassVar[dict[str, str]] = {"lora": "adapter"}
@@ -284,10 +315,6 @@ class FinetuneConfig:
 
     output_dir: str = "runs/demo"
     """Run folder: checkpoints while training, then metrics.json, adapter/, tokenizer/, label_map.json."""
-    overwrite: bool = False
-    """Replace a finished run in output_dir (never done silently)."""
-    resume: bool = True
-    """Resume from output_dir/checkpoints when a previous run of this config was interrupted."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
@@ -368,6 +395,24 @@ def load_config(cls: type, path: Optional[str | Path], overrides: Optional[list[
     # overrides an `adapter:` section of the file
     raw = _merge(_renamed_tree(cls, raw, ""), _renamed_tree(cls, parse_overrides(list(overrides or [])), ""))
     return _from_dict(cls, raw, prefix="")
+
+
+def recipe_arg_parser(prog: str, doc: str, examples: str, config_help: str,
+                      overrides_example: str) -> argparse.ArgumentParser:
+    """The command line every recipe shares: ``--config FILE`` and ``key=value`` overrides.
+
+    Parse with ``parser.parse_intermixed_args(argv)``, so that overrides may come before or after ``--config``.
+
+    Example:
+        >>> parser = recipe_arg_parser("gr-ft pretrain", __doc__, EXAMPLES, "YAML config", "train.max_steps=500")
+        >>> parser.parse_intermixed_args(["train.seed=1", "--config", "a.yaml"]).overrides
+        ['train.seed=1']
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0], epilog=examples,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help=config_help)
+    parser.add_argument("overrides", nargs="*", help=f"key=value overrides, e.g. {overrides_example}")
+    return parser
 
 
 def load_yaml_file(path: str | Path) -> Any:

@@ -42,20 +42,9 @@ import pandas as pd
 from .leakage import DEFAULT_K, identity_to_jaccard, kmer_sets, near_duplicate_pairs
 from .utils import atomic_write_text
 
-__all__ = [
-    "CheckConfig",
-    "FAIL_ON_METRICS",
-    "check_splits",
-    "format_report",
-    "parse_fail_on",
-    "failed_rules",
-    "load_checked_splits",
-    "reverse_complement",
-    "shortcut_features",
-    "finetune_data_checks",
-    "check_data_main",
-    "load_splits_any_alphabet",
-]
+__all__ = ["CheckConfig", "FAIL_ON_METRICS", "check_splits", "format_report", "parse_fail_on", "failed_rules",
+           "load_checked_splits", "reverse_complement", "shortcut_features", "finetune_data_checks", "check_data_main",
+           "load_splits_any_alphabet"]
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import datasets
 import evaluate
 import numpy as np
 
-__all__ = ["GrFtMetric", "ClassIdMetric", "RealValueMetric", "CorrelationMetric", "ScoreMetric",
+__all__ = ["GrFtMetric", "ClassIdMetric", "RealValueMetric", "WeightedScore", "CorrelationMetric", "ScoreMetric",
            "one_vs_rest_targets", "macro_over_columns"]
 
 SCORE_CONFIGS = ("default", "multiclass", "multilabel")
@@ -129,6 +129,15 @@ class RealValueMetric(GrFtMetric):
 
     def input_features(self) -> datasets.Features:
         return datasets.Features({"predictions": datasets.Value("float64"), "references": datasets.Value("float64")})
+
+
+class WeightedScore:
+    """Mixin: ``_compute`` is a scikit-learn ``score(y_true, y_pred, sample_weight=None)`` reported under NAME."""
+
+    score: ClassVar[Callable]
+
+    def _compute(self, predictions, references, sample_weight=None):
+        return {self.NAME: float(type(self).score(references, predictions, sample_weight=sample_weight))}
 
 
 class CorrelationMetric(RealValueMetric):

@@ -27,7 +27,7 @@ from accelerate.utils import DataLoaderConfiguration
 from safetensors.torch import load_file, save_file
 from transformers import get_scheduler
 
-from .config import TrainConfig
+from .config import TrainConfig, config_to_dict
 from .evaluation import PRIMARY_METRIC, MetricAccumulator, metric_direction
 from .modeling import TASK_LOSSES
 from .run_state import RUN_CONFIG_FILE, kill_point
@@ -433,6 +433,20 @@ def load_checkpoint(accelerator: Accelerator, folder: Path, state_cls: type = Tr
     """Restore accelerate state from ``folder`` and return the saved state (a ``state_cls``)."""
     accelerator.load_state(str(folder))
     return state_cls(**json.loads((folder / state_file).read_text()))
+
+
+def start_training(accelerator: Accelerator, cfg, project: str, resume_from: Optional[Path]) -> TrainingState:
+    """Start the trackers (``train.tracker``) and restore the checkpoint being resumed; returns where the run stands.
+
+    ``cfg`` is the recipe's config (logged with the trackers); call after ``accelerator.prepare``.
+    """
+    if cfg.train.tracker:
+        accelerator.init_trackers(project, config=config_to_dict(cfg))
+    if resume_from is None:
+        return TrainingState()
+    state = load_checkpoint(accelerator, resume_from)
+    accelerator.print(f"resumed from {resume_from}: epoch {state.epoch}, step {state.global_step}")
+    return state
 
 
 def save_trainable_weights(model: torch.nn.Module, path: Path) -> None:

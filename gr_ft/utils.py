@@ -8,14 +8,22 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import Optional
 
 __all__ = ["looks_local", "is_hub_id", "atomic_write_text", "atomic_writer", "check_output_folder", "save_tensors",
-           "progress_bar", "save_npz"]
+           "progress_bar", "save_npz", "configure_logging"]
 
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 LOG_INTERVAL_S = 60.0  # seconds between progress lines when stderr is a file or pipe, not a terminal
+
+
+def configure_logging(libraries: int = logging.WARNING) -> None:
+    """The log set-up of the commands and recipes: gr_ft's INFO lines, other libraries' from ``libraries`` up."""
+    logging.basicConfig(level=libraries, format=LOG_FORMAT)
+    logging.getLogger("gr_ft").setLevel(logging.INFO)
 
 
 def progress_bar(iterable=None, *, enabled: bool = True, **kwargs):

@@ -30,7 +30,7 @@ from accelerate.utils import set_seed
 
 from gr_ft.adapters import apply_adapter, trainable_parameter_count, total_parameter_count
 from gr_ft.backbones.record import BaseModelRecord
-from gr_ft.config import FinetuneConfig, config_to_dict, load_config
+from gr_ft.config import FinetuneConfig, load_config, recipe_arg_parser
 from gr_ft.data import (class_weights, encode_split, load_splits, make_dataloader, pad_multiple_for,
                         random_window_split)
 from gr_ft.data_checks import finetune_data_checks
@@ -48,14 +48,15 @@ from gr_ft.training import (
     enable_gradient_checkpointing,
     evaluate,
     is_improvement,
-    load_checkpoint,
     load_trainable_weights,
     precision_of,
     save_checkpoint,
+    start_training,
     save_trainable_weights,
     train_epoch,
     training_done,
 )
+from gr_ft.utils import configure_logging
 
 logger = logging.getLogger("gr_ft.finetune")
 
@@ -69,14 +70,11 @@ EXAMPLES = """examples:
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="gr-ft finetune", description=__doc__.split("\n")[0], epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", help="YAML config (recipes/configs/*.yaml); defaults are the built-in demo")
+    parser = recipe_arg_parser("gr-ft finetune", __doc__, EXAMPLES,
+                               "YAML config (recipes/configs/*.yaml); defaults are the built-in demo",
+                               "train.lr=3e-4 adapter.r=16")
     parser.add_argument("--seeds", help="run once per seed (e.g. 0,1,2) into output_dir/seed_N and write "
                                          "output_dir/seeds_summary.json with the mean ± sd of each test metric")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=3e-4 adapter.r=16")
     return parser.parse_intermixed_args(argv)  # key=value overrides may come before or after --config
 
 
@@ -206,12 +204,7 @@ def setup(cfg: FinetuneConfig) -> FinetuneRun:
     model, optimizer, train_loader, dev_loader, test_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, dev_loader, test_loader, scheduler
     )
-    if cfg.train.tracker:
-        accelerator.init_trackers("gr-ft", config=config_to_dict(cfg))
-    state = TrainingState()
-    if resume_from is not None:
-        state = load_checkpoint(accelerator, resume_from)
-        accelerator.print(f"resumed from {resume_from}: epoch {state.epoch}, step {state.global_step}")
+    state = start_training(accelerator, cfg, "gr-ft", resume_from)
     loaders = {"train": train_loader, "dev": dev_loader, "test": test_loader}
     return FinetuneRun(cfg, accelerator, tokenizer, spec, base, model, optimizer, scheduler, loaders, state, out,
                        started, data_checks)
@@ -300,8 +293,7 @@ def finish(run: FinetuneRun) -> dict:
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gr_ft").setLevel(logging.INFO)
+    configure_logging()
     args = parse_args(argv)
     cfg = load_config(FinetuneConfig, args.config, args.overrides)
     if cfg.data.folds:

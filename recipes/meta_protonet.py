@@ -24,52 +24,22 @@ import argparse
 import logging
 import math
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
 
-from gr_ft.adapters import total_parameter_count, trainable_parameter_count
-from gr_ft.backbones.record import BaseModelRecord
-from gr_ft.config import config_to_dict, load_config
-from gr_ft.meta import (
-    EpisodeSampler,
-    average_gradients,
-    compute_prototypes,
-    encode_episode,
-    margin_spread,
-    meta_lr_schedule,
-    protonet_loss,
-    sum_across_processes,
-)
-from gr_ft.meta.prototype_head import embed_sequences, set_prototype_head
+from gr_ft.config import recipe_arg_parser
+from gr_ft.meta import (average_gradients, compute_prototypes, encode_episode, margin_spread, meta_lr_schedule,
+                        protonet_loss, sum_across_processes)
 from gr_ft.meta.config import MetaTrainConfig
-from gr_ft.meta.recipe import (
-    MetaRecord,
-    MetaState,
-    MetaTasks,
-    TrainableWeights,
-    build_meta_model,
-    episode_samplers,
-    keep_if_best,
-    meta_metrics,
-    meta_test_scores,
-    prepare_meta_tasks,
-    restore_best,
-    resume_meta_state,
-    sample_per_class,
-    save_meta_checkpoint,
-    publish_meta_run,
-)
-from gr_ft.modeling import load_task_tokenizer
-from gr_ft.run_folder import prepare_output_dir
-from gr_ft.tokenization import SequenceTokenizer
-from gr_ft.training import build_accelerator, resolve_precision
-from gr_ft.utils import progress_bar
+from gr_ft.meta.prototype_head import embed_sequences, set_prototype_head
+from gr_ft.meta.recipe import (MetaRun, TrainableWeights, keep_if_best, load_method_config, meta_metrics, meta_record,
+                               meta_test_scores, meta_train_loop, publish_meta_run, restore_best, sample_per_class,
+                               setup_meta_run, start_meta_training)
+from gr_ft.utils import configure_logging
+
 
 logger = logging.getLogger("gr_ft.meta_protonet")
 
@@ -83,12 +53,9 @@ EXAMPLES = """examples:
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="meta_protonet.py", description=__doc__.split("\n")[0], epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", help="YAML config (recipes/configs/meta_*.yaml); defaults: synthetic cell types")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. meta.k_shot=16 meta.distance=cosine")
+    parser = recipe_arg_parser("meta_protonet.py", __doc__, EXAMPLES,
+                               "YAML config (recipes/configs/meta_*.yaml); defaults: synthetic cell types",
+                               "meta.k_shot=16 meta.distance=cosine")
     return parser.parse_intermixed_args(argv)  # key=value overrides may come before or after --config
 
 
@@ -125,24 +92,20 @@ def build_optimizer(model, temperature: LogitTemperature, cfg: MetaTrainConfig):
     return optimizer, scheduler
 
 
-@dataclass
-class ProtoNetRun:
+@dataclass(kw_only=True)
+class ProtoNetRun(MetaRun):
     """One ProtoNet meta-training run once set up: model, temperature, optimiser, episode samplers, progress."""
 
-    cfg: MetaTrainConfig
-    accelerator: Accelerator
-    tokenizer: SequenceTokenizer
-    model: torch.nn.Module
-    base: BaseModelRecord
     temperature: LogitTemperature
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    data: MetaTasks
-    sampler: EpisodeSampler  # meta-train episodes
-    val_sampler: EpisodeSampler  # validation episodes (held-out rows of the meta-train tasks)
-    state: MetaState
-    out: Path
-    started: float
+
+
+def meta_train(cfg: MetaTrainConfig) -> dict:
+    """Run one ProtoNet meta-training job end to end; returns the metrics written to ``metrics.json``."""
+    run = setup(cfg)
+    train(run)
+    return finish(run)
 
 
 @torch.no_grad()
@@ -196,8 +159,8 @@ def average_temperature_gradient(temperature: LogitTemperature, processes: int) 
         temperature.log_value.grad.copy_(sum_across_processes(temperature.log_value.grad) / processes)
 
 
-def protonet_step(run: ProtoNetRun, episodes) -> float:
-    """One optimiser step on this process's episodes; gradients averaged over processes. Returns the mean loss."""
+def protonet_step(run: ProtoNetRun, episodes) -> dict[str, float]:
+    """One optimiser step on this process's episodes; gradients averaged over processes. Returns loss and lr."""
     cfg, accelerator, model, temperature = run.cfg, run.accelerator, run.model, run.temperature
     optimizer, scheduler, tasks, tokenizer = run.optimizer, run.scheduler, run.data.train, run.tokenizer
     model.train()
@@ -216,38 +179,23 @@ def protonet_step(run: ProtoNetRun, episodes) -> float:
         torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
     optimizer.step()
     scheduler.step()
-    return loss_sum / len(episodes)
+    return {"loss": loss_sum / len(episodes), "lr": scheduler.get_last_lr()[0]}
+
+
+def start_temperature(run: ProtoNetRun) -> None:
+    """Set the logit temperature of a fresh start: ``meta.temperature``, or calibrated on meta-train episodes."""
+    cfg, temperature = run.cfg, run.temperature
+    temperature.reset(cfg.meta.temperature or calibrate_temperature(run))
+    run.accelerator.print(f"logit temperature {temperature.value:.4g}"
+                          f"{'' if cfg.meta.temperature else ' (calibrated on meta-train episodes)'}"
+                          f"{', learned from here' if cfg.meta.learn_temperature else ''}")
 
 
 def train(run: ProtoNetRun) -> None:
     """ProtoNet steps from ``state.step`` to ``meta.meta_steps``, with validation and checkpoints."""
-    cfg, accelerator, temperature, state = run.cfg, run.accelerator, run.temperature, run.state
-    meta_train_tasks = set(run.data.split.meta_train)
-    checkpoint = run.out / "checkpoints" / "last"
-    if state.step == 0 and not state.history:  # a fresh start (a resumed run restored the temperature)
-        temperature.reset(cfg.meta.temperature or calibrate_temperature(run))
-        accelerator.print(f"logit temperature {temperature.value:.4g}"
-                          f"{'' if cfg.meta.temperature else ' (calibrated on meta-train episodes)'}"
-                          f"{', learned from here' if cfg.meta.learn_temperature else ''}")
-        validate(run)  # the baseline
-    progress = progress_bar(total=cfg.meta.meta_steps, initial=state.step, desc="meta-steps",
-                            enabled=accelerator.is_local_main_process, leave=False)
-    while state.step < cfg.meta.meta_steps:
-        episodes = run.sampler.meta_batch(state.step, cfg.meta.meta_batch_tasks)
-        assert all(e.task in meta_train_tasks for e in episodes), "a meta-test task reached meta-training"
-        mine = episodes[accelerator.process_index::accelerator.num_processes]
-        loss = protonet_step(run, mine)
-        state.step += 1
-        progress.update(1)
-        lr = run.scheduler.get_last_lr()[0]
-        progress.set_postfix(refresh=False, loss=f"{loss:.3f}", lr=f"{lr:.2e}")
-        accelerator.log({"train/loss": loss, "train/lr": lr}, step=state.step)
-        evaluate_now = state.step % cfg.meta.eval_every_steps == 0 or state.step == cfg.meta.meta_steps
-        if evaluate_now:
-            validate(run)
-        if evaluate_now or state.step % cfg.meta.checkpoint_every_steps == 0:
-            save_meta_checkpoint(accelerator, state, checkpoint, cfg)
-    progress.close()
+    if run.state.step == 0 and not run.state.history:  # a fresh start (a resumed run restored the temperature)
+        start_temperature(run)
+    meta_train_loop(run, lambda episodes: protonet_step(run, episodes), lambda: validate(run))
 
 
 def meta_test(run: ProtoNetRun) -> dict:
@@ -277,72 +225,34 @@ def head_from_meta_train_prototypes(run: ProtoNetRun) -> str:
 
 def finish(run: ProtoNetRun) -> dict:
     """Restore the best validation weights, score the meta-test tasks, set the head, write the run folder."""
-    cfg, accelerator, model, data, state, out = run.cfg, run.accelerator, run.model, run.data, run.state, run.out
+    cfg, accelerator, state = run.cfg, run.accelerator, run.state
     accelerator.wait_for_everyone()
-    restore_best(model, out)
+    restore_best(run.model, run.out)
     cfg.meta.temperature = state.temperature  # the best weights' temperature: meta-test, head and meta.json use it
     metrics = meta_metrics(cfg, accelerator, state, meta_test(run), run.started)
     head = head_from_meta_train_prototypes(run)
-    record = MetaRecord(
-        method="protonet", meta_train_tasks=data.split.meta_train, meta_test_tasks=data.split.meta_test,
-        n_way=cfg.meta.n_way, k_shot=cfg.meta.k_shot, query_per_class=cfg.meta.query_per_class, classes=data.classes,
-        adapt_steps=0, adapt_lr=cfg.meta.inner_lr, distance=cfg.meta.distance, temperature=cfg.meta.temperature,
-        tasks=cfg.meta.tasks, head=head,
-    )
+    record = meta_record(run, 0, head, distance=cfg.meta.distance, temperature=cfg.meta.temperature)
     publish_meta_run(run, metrics, record, "prototype query accuracy "
                      f"{metrics['meta_test'].get('mean', {}).get('query_accuracy', float('nan')):.3f}")
-    return metrics
-
-
-def meta_train(cfg: MetaTrainConfig) -> dict:
-    """Run one ProtoNet meta-training job end to end; returns the metrics written to ``metrics.json``."""
-    run = setup(cfg)
-    train(run)
-    metrics = finish(run)
-    run.accelerator.end_training()
+    accelerator.end_training()
     return metrics
 
 
 def setup(cfg: MetaTrainConfig) -> ProtoNetRun:
     """Tasks, samplers, model and optimiser (identical on every process); checks before the first write; resume."""
-    started = time.time()
-    accelerator = build_accelerator(cfg.train, cfg.output_dir)
-    if cfg.meta.meta_batch_tasks % accelerator.num_processes:
-        raise ValueError(f"meta.meta_batch_tasks={cfg.meta.meta_batch_tasks} must be a multiple of the "
-                         f"{accelerator.num_processes} processes (every process averages the same number of episodes)")
-    set_seed(cfg.train.seed)
-    tokenizer = load_task_tokenizer(cfg.model, cfg.alphabet)
-    data = prepare_meta_tasks(cfg)  # meta-train tasks only; input errors surface here, before any write
-    sampler, val_sampler = episode_samplers(cfg, data)
-    resume_from = prepare_output_dir(cfg)
-    out = Path(cfg.output_dir)
-    model, base = build_meta_model(cfg, tokenizer, accelerator, out)
-    temperature = LogitTemperature(cfg.meta.learn_temperature).to(accelerator.device)
-    optimizer, scheduler = build_optimizer(model, temperature, cfg)
-    accelerator.register_for_checkpointing(TrainableWeights(model), temperature, optimizer, scheduler)
-    accelerator.print(
-        f"ProtoNet over {len(data.train)} meta-train tasks {data.split.meta_train} (meta-test, held out: "
-        f"{data.split.meta_test}); {cfg.meta.n_way}-way {cfg.meta.k_shot}-shot, {cfg.meta.query_per_class} queries per "
-        f"class, {cfg.meta.distance} distance; trainable parameters {trainable_parameter_count(model):,} of "
-        f"{total_parameter_count(model):,}; precision {resolve_precision(cfg.train.precision)}; processes "
-        f"{accelerator.num_processes}"
-    )
-    if cfg.train.tracker:
-        accelerator.init_trackers("gr-ft-meta", config=config_to_dict(cfg))
-    state = resume_meta_state(accelerator, resume_from)
-    return ProtoNetRun(cfg, accelerator, tokenizer, model, base, temperature, optimizer, scheduler, data, sampler,
-                       val_sampler, state, out, started)
+    common = setup_meta_run(cfg)
+    temperature = LogitTemperature(cfg.meta.learn_temperature).to(common.accelerator.device)
+    optimizer, scheduler = build_optimizer(common.model, temperature, cfg)
+    run = ProtoNetRun(**vars(common), temperature=temperature, optimizer=optimizer, scheduler=scheduler)
+    run.accelerator.register_for_checkpointing(TrainableWeights(run.model), temperature, optimizer, scheduler)
+    start_meta_training(run, "ProtoNet", f", {cfg.meta.query_per_class} queries per class, {cfg.meta.distance} distance")
+    return run
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gr_ft").setLevel(logging.INFO)
+    configure_logging()
     args = parse_args(argv)
-    # the recipe is the method: meta.method is set here (a meta.method override must agree)
-    cfg = load_config(MetaTrainConfig, args.config, ["meta.method=protonet", *args.overrides])
-    if cfg.meta.method != "protonet":
-        raise ValueError(f"meta.method={cfg.meta.method}: use recipes/meta_{cfg.meta.method}.py; this recipe is ProtoNet")
-    return meta_train(cfg)
+    return meta_train(load_method_config("protonet", args.config, args.overrides))
 
 
 if __name__ == "__main__":

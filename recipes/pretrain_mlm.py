@@ -31,7 +31,7 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
-from gr_ft.config import config_to_dict, load_config, save_config
+from gr_ft.config import load_config, recipe_arg_parser, save_config
 from gr_ft.modeling import load_task_tokenizer
 from gr_ft.pretraining import (
     MaskedLMCollator,
@@ -54,11 +54,11 @@ from gr_ft.training import (
     build_accelerator,
     build_optimizer,
     iterate_keeping_rng,
-    load_checkpoint,
     resolve_precision,
     save_checkpoint,
+    start_training,
 )
-from gr_ft.utils import progress_bar
+from gr_ft.utils import configure_logging, progress_bar
 
 logger = logging.getLogger("gr_ft.pretrain")
 
@@ -72,12 +72,9 @@ EXAMPLES = """examples:
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="gr-ft pretrain", description=__doc__.split("\n")[0], epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", help="YAML config (recipes/configs/pretrain_*.yaml)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=500 corpus.window_bp=256")
+    parser = recipe_arg_parser("gr-ft pretrain", __doc__, EXAMPLES,
+                               "YAML config (recipes/configs/pretrain_*.yaml)",
+                               "train.max_steps=500 corpus.window_bp=256")
     return parser.parse_intermixed_args(argv)  # key=value overrides may come before or after --config
 
 
@@ -163,12 +160,7 @@ def setup(cfg: PretrainConfig) -> PretrainRun:
     objective = MaskedLMObjective(model)
     optimizer, scheduler = build_optimizer(objective, cfg.train, cfg.train.max_steps)
     objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
-    if cfg.train.tracker:
-        accelerator.init_trackers("gr-ft-pretrain", config=config_to_dict(cfg))
-    state = TrainingState()
-    if resume_from is not None:
-        state = load_checkpoint(accelerator, resume_from)
-        accelerator.print(f"resumed from {resume_from} at step {state.global_step}")
+    state = start_training(accelerator, cfg, "gr-ft-pretrain", resume_from)
     loader = build_train_loader(cfg, tokenizer, accelerator, window_tokens, state.global_step * cfg.train.grad_accum_steps)
     val_collator = MaskedLMCollator(tokenizer, cfg.masking, seed=VALIDATION_SEED)
 
@@ -329,7 +321,7 @@ def finish(run: PretrainRun, throughput: dict, final: dict) -> dict:
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(libraries=logging.INFO)
     args = parse_args(argv)
     cfg = load_config(PretrainConfig, args.config, args.overrides)
     return pretrain(cfg)

@@ -62,6 +62,11 @@ SHARED_FIXTURES = {
     "caduceus": "caduceus-ph_seqlen-131k_d_model-256_n_layer-16",
 }
 
+NARROW_BERT = {"hidden_size": 128, "num_attention_heads": 4, "intermediate_size": 256}
+SHARED_SHRINK = {"esm2": {"num_hidden_layers": 2}, "dnabert6": NARROW_BERT, "dnabert2": NARROW_BERT}
+"""Config overrides added to a shared fixture's own SHRINK, for a fast suite (ESM-2 8M keeps its 6 layers there,
+the DNABERTs their 768-wide layers); vocabularies, tokenizer files and model code stay as published."""
+
 FIXTURE_NAMES = sorted([*LOCAL_FIXTURES, *SHARED_FIXTURES])
 
 
@@ -75,7 +80,7 @@ def make_fixture(name: str, out_dir: Path, shrink: bool = True) -> Path:
     if name in LOCAL_FIXTURES:
         return _make_local(LOCAL_FIXTURES[name], out_dir, shrink)
     if name in SHARED_FIXTURES:
-        return _make_shared(SHARED_FIXTURES[name], out_dir, shrink)
+        return _make_shared(SHARED_FIXTURES[name], out_dir, shrink, SHARED_SHRINK.get(name, {}))
     raise ValueError(f"unknown fixture {name!r}; choose one of {FIXTURE_NAMES}")
 
 
@@ -152,7 +157,7 @@ GENERATED_FILES = {
 
 
 # ----------------------------------------------------------------------------- ../shared/models
-def _make_shared(folder_name: str, out_dir: Path, shrink: bool) -> Path:
+def _make_shared(folder_name: str, out_dir: Path, shrink: bool, extra_shrink: dict) -> Path:
     """Run ../shared/models/<folder>/make_weights.py into out_dir (or copy the files if it has none)."""
     source = SHARED_MODELS / folder_name
     if not source.is_dir():
@@ -164,6 +169,7 @@ def _make_shared(folder_name: str, out_dir: Path, shrink: bool) -> Path:
     module_spec = importlib.util.spec_from_file_location(f"make_weights_{folder_name.replace('-', '_')}", script)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
+    module.SHRINK = {**module.SHRINK, **extra_shrink}  # read by its main() unless PUBLISHED_SIZE=1
     with _published_size(not shrink):
         module.main(out_dir)
     return out_dir

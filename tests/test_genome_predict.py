@@ -16,6 +16,7 @@ from gr_ft.inference import window_starts
 from gr_ft.genome import Interval, open_genome, parse_region, read_bed
 from gr_ft.tokenization import SequenceTokenizer
 from gr_ft.tracks import TilePlan, bed_windows, count_tiles, predict_genome, tiled_windows
+from gr_ft.utils import cache_dir
 
 pytest.importorskip("pyfaidx", reason='pyfaidx missing: pip install -e ".[test]"')
 
@@ -23,8 +24,7 @@ SLICE_BP = 4000
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRFT_CACHE_DIR", str(tmp_path / "cache"))
+def no_progress_bars(monkeypatch):  # the cache lives in tmp_path already (conftest)
     monkeypatch.setenv("GRFT_PROGRESS", "0")
 
 
@@ -109,7 +109,7 @@ def test_gzip_genome_is_decompressed_once_into_the_cache(tmp_path, bases):
         handle.write(f">{ECOLI_CONTIG}\n" + "".join(bases[i : i + 70] + "\n" for i in range(0, len(bases), 70)))
     genome = open_genome(gz)
     assert genome.fetch(ECOLI_CONTIG, 1000, 1050) == bases[1000:1050]
-    cached = list((tmp_path / "cache" / "genomes").glob("*slice.fa"))
+    cached = list((cache_dir() / "genomes").glob("*slice.fa"))  # the test's own cache (conftest)
     assert len(cached) == 1
     mtime = cached[0].stat().st_mtime_ns
     open_genome(gz)

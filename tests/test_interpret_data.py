@@ -40,6 +40,14 @@ def per_base_scores(predictor, sequences: list[str], class_index: int) -> dict[s
             "ig": np.abs(attribute(predictor, sequences, method="ig", target=target).bases)}
 
 
+def train_tiny_bert(tmp_path, name: str, crop: str):
+    """A tiny BERT fine-tuned on the real data set ``name``: its data folder, test metrics and predictor."""
+    folder = shared_data(name)
+    out = tmp_path / folder.name
+    metrics = finetune_lora.main([f"output_dir={out}", f"data.path={folder}", f"data.crop={crop}"] + TINY_BERT)
+    return folder, metrics, load_run(out)
+
+
 def top3_on_site(scores: np.ndarray, site: tuple[int, ...]) -> float:
     """Share of sequences whose 3 highest-scoring bases include a base of ``site``."""
     top3 = np.argsort(-np.nan_to_num(scores), axis=1)[:, :3]
@@ -49,10 +57,7 @@ def top3_on_site(scores: np.ndarray, site: tuple[int, ...]) -> float:
 @pytest.mark.slow
 @pytest.mark.data
 def test_splice_attributions_peak_on_the_gt_and_ag_dinucleotides(tmp_path):
-    folder = shared_data("splice/gue_splice_reconstructed")
-    metrics = finetune_lora.main([f"output_dir={tmp_path / 'splice'}", f"data.path={folder}", "data.crop=center"]
-                                 + TINY_BERT)
-    predictor = load_run(tmp_path / "splice")
+    folder, metrics, predictor = train_tiny_bert(tmp_path, "splice/gue_splice_reconstructed", "center")
     test = pd.read_csv(folder / "test.csv.gz")
     measured = {}
     for name, (class_index, site) in SPLICE_SITES.items():
@@ -81,9 +86,7 @@ def tata_box(sequence: str, lo: int = 200, hi: int = 240) -> int | None:
 def test_promoter_attributions_carry_mass_on_the_tata_box(tmp_path):
     from sklearn.metrics import roc_auc_score
 
-    folder = shared_data("promoter/gue_prom_300_tata")
-    metrics = finetune_lora.main([f"output_dir={tmp_path / 'tata'}", f"data.path={folder}", "data.crop=end"]
-                                 + TINY_BERT)
+    folder, metrics, predictor = train_tiny_bert(tmp_path, "promoter/gue_prom_300_tata", "end")
     test = pd.read_csv(folder / "test.csv.gz")
     boxes = [(s, tata_box(s)) for s in test[test.label == 1].sequence]
     boxes = [(s, start) for s, start in boxes if start is not None][:80]
@@ -92,7 +95,7 @@ def test_promoter_attributions_carry_mass_on_the_tata_box(tmp_path):
     for row, (_, start) in enumerate(boxes):
         inside[row, start:start + len(TATA)] = True
     measured = {}
-    for method, scores in per_base_scores(load_run(tmp_path / "tata"), sequences, 1).items():
+    for method, scores in per_base_scores(predictor, sequences, 1).items():
         seen = scores > 0  # bases in the model's 128-token window (crop=end keeps the last 131 bases)
         ratio = scores[inside].mean() / scores[seen & ~inside].mean()
         measured[method] = (round(float(ratio), 2), round(float(roc_auc_score(inside[seen], scores[seen])), 3))

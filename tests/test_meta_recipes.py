@@ -145,9 +145,11 @@ def test_meta_test_task_unknown_fails_before_writing(tmp_path):
 
 @pytest.mark.parametrize("method", sorted(RECIPES))
 def test_interrupted_run_resumes_the_step_count(tmp_path, monkeypatch, method):
+    from gr_ft.meta import recipe as shared  # the meta-training loop both recipes run
+
     recipe = RECIPES[method]
     reference = recipe.main(TINY + [f"output_dir={tmp_path / 'ref'}"])
-    real_save, calls = recipe.save_meta_checkpoint, []
+    real_save, calls = shared.save_meta_checkpoint, []
 
     def crash_after_second_checkpoint(*args, **kwargs):
         real_save(*args, **kwargs)
@@ -155,11 +157,11 @@ def test_interrupted_run_resumes_the_step_count(tmp_path, monkeypatch, method):
         if len(calls) == 2:
             raise KeyboardInterrupt("simulated crash")
 
-    monkeypatch.setattr(recipe, "save_meta_checkpoint", crash_after_second_checkpoint)
+    monkeypatch.setattr(shared, "save_meta_checkpoint", crash_after_second_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         recipe.main(TINY + [f"output_dir={tmp_path / 'run'}"])
     assert calls == [1, 2] and not (tmp_path / "run" / "metrics.json").exists()
-    monkeypatch.setattr(recipe, "save_meta_checkpoint", real_save)
+    monkeypatch.setattr(shared, "save_meta_checkpoint", real_save)
     resumed = recipe.main(TINY + [f"output_dir={tmp_path / 'run'}"])
     assert [h["step"] for h in resumed["history"]] == [0, 2, 3]
     for ours, theirs in zip(resumed["history"], reference["history"]):

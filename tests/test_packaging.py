@@ -26,5 +26,6 @@ def test_wheel_ships_tokenizers_model_card_and_recipe_configs(tmp_path):
                for p in (REPO / "tokenizers").rglob("*") if p.is_file()}
     assert shipped and shipped <= names
     assert "gr_ft/shipped/model_cards/adapter_card.md" in names
+    assert "gr_ft/shipped/model_cards/citations.yaml" in names
     assert {"gr_ft/recipes/configs/demo.yaml", "gr_ft/recipes/accelerate/fsdp.yaml"} <= names
     assert not any(name.startswith("tokenizers/") for name in names)  # never shadows the tokenizers library

@@ -80,15 +80,19 @@ def assert_same_run(out: Path, reference: Path, weights: str) -> None:
     assert metrics[0] == metrics[1]
 
 
+def reference_run(out: Path, recipe: str, overrides: list[str]) -> Path:
+    """The uninterrupted run that every killed-and-resumed run must equal."""
+    result = run_recipe(recipe, overrides + [f"output_dir={out}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
 # ----------------------------------------------------------------------------- fine-tuning
 
 
 @pytest.fixture(scope="module")
 def finetune_reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("finetune") / "reference"
-    result = run_recipe("finetune_lora.py", FINETUNE + [f"output_dir={out}"])
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
+    return reference_run(tmp_path_factory.mktemp("finetune") / "reference", "finetune_lora.py", FINETUNE)
 
 
 ADAPTER = "adapter/adapter_model.safetensors"
@@ -105,10 +109,8 @@ FINETUNE_KILLS = {
 }
 
 
-@pytest.mark.parametrize("kill_at", [
-    "checkpoint:8",
-    *[pytest.param(k, marks=pytest.mark.slow) for k in FINETUNE_KILLS if k != "checkpoint:8"],
-])
+@pytest.mark.slow  # three recipe processes (~35 s); the fast suite resumes in-process (test_finetune.py)
+@pytest.mark.parametrize("kill_at", list(FINETUNE_KILLS))
 def test_finetune_killed_and_resumed_equals_uninterrupted(finetune_reference, kill_at):
     out = finetune_reference.parent / kill_at.replace(":", "_")
     state = kill_then_resume("finetune_lora.py", FINETUNE, out, kill_at)
@@ -120,6 +122,7 @@ def test_finetune_killed_and_resumed_equals_uninterrupted(finetune_reference, ki
     assert [h["epoch"] for h in history] == [1, 2, 3]
 
 
+@pytest.mark.slow  # checks the reference run of the slow cases above
 def test_kill_points_are_where_they_claim(finetune_reference):
     """The reference run trains with dropout on and STEPS_PER_EPOCH steps per epoch (else the cases above prove less)."""
     import yaml
@@ -160,10 +163,7 @@ def pretrain_overrides(fasta: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def pretrain_reference(fasta):
-    out = fasta.parent / "reference"
-    result = run_recipe("pretrain_mlm.py", pretrain_overrides(fasta) + [f"output_dir={out}"])
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
+    return reference_run(fasta.parent / "reference", "pretrain_mlm.py", pretrain_overrides(fasta))
 
 
 @pytest.mark.slow
@@ -197,10 +197,7 @@ REPTILE = [
 
 @pytest.fixture(scope="module")
 def reptile_reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reptile") / "reference"
-    result = run_recipe("meta_reptile.py", REPTILE + [f"output_dir={out}"])
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
+    return reference_run(tmp_path_factory.mktemp("reptile") / "reference", "meta_reptile.py", REPTILE)
 
 
 @pytest.mark.slow

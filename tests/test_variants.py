@@ -29,8 +29,7 @@ HEADER = "##fileformat=VCFv4.2\n##contig=<ID={contig}>\n#CHROM\tPOS\tID\tREF\tAL
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRFT_CACHE_DIR", str(tmp_path / "cache"))
+def no_progress_bars(monkeypatch):  # the cache lives in tmp_path already (conftest)
     monkeypatch.setenv("GRFT_PROGRESS", "0")
 
 

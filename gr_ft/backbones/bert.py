@@ -22,6 +22,21 @@ def fresh_dropout(cfg) -> float:
     return FRESH_DROPOUT if cfg.dropout is None else cfg.dropout
 
 
+def fresh_encoder_sizes(cfg, tokenizer) -> dict:
+    """The config arguments BERT-layout encoders (BERT, ESM) built from ``cfg`` (a ModelConfig) share."""
+    return dict(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=cfg.max_position_embeddings,
+        hidden_dropout_prob=fresh_dropout(cfg),
+        attention_probs_dropout_prob=cfg.attention_dropout,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
 def _is_bert(config: dict) -> bool:
     if config.get("model_type") == "bert":
         return True
@@ -39,18 +54,7 @@ def _learned_positions(config) -> PositionLimit:
 
 def build_bert_config(cfg, tokenizer) -> PretrainedConfig:
     """A DNABERT-style BERT config sized by ``cfg`` (a ModelConfig) for ``tokenizer``."""
-    return BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=cfg.hidden_size,
-        num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads,
-        intermediate_size=cfg.intermediate_size,
-        max_position_embeddings=cfg.max_position_embeddings,
-        hidden_dropout_prob=fresh_dropout(cfg),
-        attention_probs_dropout_prob=cfg.attention_dropout,
-        pad_token_id=tokenizer.pad_token_id,
-        type_vocab_size=1,
-    )
+    return BertConfig(**fresh_encoder_sizes(cfg, tokenizer), type_vocab_size=1)
 
 
 def _bert_class(config):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from transformers import EsmConfig, PretrainedConfig
 
-from .bert import fresh_dropout
+from .bert import fresh_encoder_sizes
 from .spec import BackboneSpec, PositionLimit, bert_layout
 
 NT_MIN_VOCAB = 1000  # NT vocabularies hold 4,096 6-mers plus bases and specials; protein ESMs hold 33 tokens
@@ -39,15 +39,7 @@ def esm_packing_position_start(config) -> int:
 def build_esm_config(cfg, tokenizer) -> PretrainedConfig:
     """An ESM-2 layout config (rotary positions, pre-LayerNorm blocks) sized by ``cfg`` for ``tokenizer``."""
     return EsmConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=cfg.hidden_size,
-        num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads,
-        intermediate_size=cfg.intermediate_size,
-        max_position_embeddings=cfg.max_position_embeddings,
-        hidden_dropout_prob=fresh_dropout(cfg),
-        attention_probs_dropout_prob=cfg.attention_dropout,
-        pad_token_id=tokenizer.pad_token_id,
+        **fresh_encoder_sizes(cfg, tokenizer),
         mask_token_id=tokenizer.mask_token_id,
         position_embedding_type="rotary",
         token_dropout=False,

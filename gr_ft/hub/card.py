@@ -70,26 +70,16 @@ class Citation:
     text: str
 
 
-_DNABERT2 = ("Zhou Z, Ji Y, Li W, Dutta P, Davuluri R, Liu H. DNABERT-2: Efficient Foundation Model and Benchmark "
-             "For Multi-Species Genome. ICLR 2024. arXiv:2306.15006")
-KNOWN_CITATIONS: tuple[Citation, ...] = (
-    Citation("DNABERT-2", r"dnabert-?2", _DNABERT2),
-    Citation("DNABERT", r"dnabert|dna_bert", "Ji Y, Zhou Z, Liu H, Davuluri RV. DNABERT: pre-trained Bidirectional "
-             "Encoder Representations from Transformers model for DNA-language in genome. Bioinformatics "
-             "37(15):2112-2120, 2021. doi:10.1093/bioinformatics/btab083"),
-    Citation("Nucleotide Transformer", r"nucleotide[-_ ]?transformer", "Dalla-Torre H, Gonzalez L, Mendoza-Revilla "
-             "J, et al. Nucleotide Transformer: building and evaluating robust foundation models for human genomics. "
-             "Nature Methods 22:287-297, 2025. doi:10.1038/s41592-024-02523-z"),
-    Citation("ESM-2", r"esm-?2", "Lin Z, Akin H, Rao R, et al. Evolutionary-scale prediction of atomic-level protein "
-             "structure with a language model. Science 379(6637):1123-1130, 2023. doi:10.1126/science.ade2574"),
-    Citation("GUE (Genome Understanding Evaluation)", r"(^|[/_\-])gue([/_\-]|$)", _DNABERT2),
-    Citation("DeepLoc", r"deeploc", "Almagro Armenteros JJ, Sønderby CK, Sønderby SK, Nielsen H, Winther O. DeepLoc: "
-             "prediction of protein subcellular localization using deep learning. Bioinformatics 33(21):3387-3395, "
-             "2017. doi:10.1093/bioinformatics/btx431"),
-    Citation("MusiteDeep", r"musitedeep", "Wang D, Zeng S, Xu C, Qiu W, Liang Y, Joshi T, Xu D. MusiteDeep: a "
-             "deep-learning framework for general and kinase-specific phosphorylation site prediction. "
-             "Bioinformatics 33(24):3909-3916, 2017. doi:10.1093/bioinformatics/btx496"),
-)
+CITATIONS_FILE = shipped_dir("model_cards") / "citations.yaml"
+
+
+def load_citations(path: Path = CITATIONS_FILE) -> tuple[Citation, ...]:
+    """The citation table (``model_cards/citations.yaml``: name, pattern, text per entry), in match order."""
+    with open(path, encoding="utf-8") as handle:
+        return tuple(Citation(**entry) for entry in yaml.safe_load(handle))
+
+
+KNOWN_CITATIONS: tuple[Citation, ...] = load_citations()
 
 
 def find_citation(name: Optional[str]) -> Optional[Citation]:

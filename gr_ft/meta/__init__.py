@@ -48,45 +48,17 @@ from .recipe import MetaRecord, read_meta_record
 from .tasks import TaskCollection, TaskSplit, load_task_collection, split_tasks
 
 __all__ = [
-    # tasks
-    "TaskCollection",
-    "TaskSplit",
-    "load_task_collection",
-    "split_tasks",
-    # episodes
-    "Episode",
-    "EpisodeSampler",
-    "encode_episode",
-    "encode_labeled_sequences",
-    "split_batch",
+    # tasks and episodes
+    "TaskCollection", "TaskSplit", "load_task_collection", "split_tasks",
+    "Episode", "EpisodeSampler", "encode_episode", "encode_labeled_sequences", "split_batch",
     # reptile
-    "ReptileConfig",
-    "INNER_OPTIMIZERS",
-    "inner_optimizer_factory",
-    "snapshot_trainable",
-    "restore_trainable",
-    "task_delta",
-    "sum_across_processes",
-    "broadcast_trainable",
-    "reptile_step",
-    "inner_loop",
-    "meta_lr_schedule",
-    "reptile_meta_step",
-    "adapt_and_evaluate",
+    "ReptileConfig", "INNER_OPTIMIZERS", "inner_optimizer_factory", "snapshot_trainable", "restore_trainable",
+    "task_delta", "reptile_step", "inner_loop", "meta_lr_schedule", "reptile_meta_step", "adapt_and_evaluate",
     # prototypical networks
-    "ProtoNetConfig",
-    "DISTANCES",
-    "compute_prototypes",
-    "margin_spread",
-    "prototype_logits",
-    "embed_batch",
-    "protonet_loss",
-    "average_gradients",
-    "ProtoNetClassifier",
+    "ProtoNetConfig", "DISTANCES", "compute_prototypes", "margin_spread", "prototype_logits", "embed_batch",
+    "protonet_loss", "ProtoNetClassifier",
+    # processes (accelerate)
+    "sum_across_processes", "broadcast_trainable", "average_gradients",
     # recipes and adaptation
-    "MetaConfig",
-    "MetaTrainConfig",
-    "MetaRecord",
-    "read_meta_record",
-    "adapt_run",
+    "MetaConfig", "MetaTrainConfig", "MetaRecord", "read_meta_record", "adapt_run",
 ]

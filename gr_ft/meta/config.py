@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
-from ..config import ALPHABETS, AdapterConfig, DataConfig, FinetuneConfig, ModelConfig, TrainConfig
+from ..config import ALPHABETS, AdapterConfig, DataConfig, FinetuneConfig, ModelConfig, RunConfig, TrainConfig
+from .episodes import EpisodeShape
 from .protonet import DISTANCES, ProtoNetConfig
 from .reptile import INNER_OPTIMIZERS, ReptileConfig
 
@@ -35,7 +36,7 @@ or a seeded panel of 20 cell types over a shared pool of 16 TF motifs (``cell_ty
 
 
 @dataclass
-class MetaConfig:
+class MetaConfig(EpisodeShape):
     """Which tasks to meta-train on, the episode shape, and the Reptile / ProtoNet optimisation (flags ``meta.*``)."""
 
     RENAMED: ClassVar[dict[str, str]] = {"query_size": "query_per_class", "eval_every": "eval_every_steps",
@@ -63,16 +64,6 @@ class MetaConfig:
     """Sequence length of synthetic:cell_type."""
     method: str = "reptile"
     """reptile (first-order, over LoRA + head) or protonet (prototypical networks on pooled embeddings)."""
-    n_way: int = 2
-    """Classes per episode; the head has n_way outputs."""
-    k_shot: int = 8
-    """Support examples per class in each episode."""
-    query_per_class: int = 8
-    """Query examples per class in each episode (ProtoNet's loss; Reptile's validation score)."""
-    meta_steps: int = 300
-    """Outer updates (each one meta-batch of episodes)."""
-    meta_batch_tasks: int = 2
-    """Episodes (on distinct tasks while there are enough) per meta-step, shared out across processes."""
     inner_steps: int = 5
     """Reptile: optimiser steps on one episode's support set per meta-step."""
     inner_lr: float = 1e-3
@@ -107,6 +98,7 @@ class MetaConfig:
     """Meta-steps between checkpoints (also after every validation)."""
 
     def __post_init__(self):
+        super().__post_init__()
         if self.method not in META_METHODS:
             raise ValueError(f"meta.method must be one of {list(META_METHODS)}, got {self.method!r}")
         if self.meta_lr is None:
@@ -147,21 +139,17 @@ class MetaConfig:
     def reptile_config(self) -> ReptileConfig:
         """The Reptile settings of this config."""
         return ReptileConfig(
-            meta_steps=self.meta_steps, meta_batch_tasks=self.meta_batch_tasks, meta_lr=self.meta_lr,
-            final_meta_lr=self.final_meta_lr, inner_steps=self.inner_steps, inner_lr=self.inner_lr,
-            inner_optimizer=self.inner_optimizer, inner_batch_size=self.inner_batch_size, n_way=self.n_way,
-            k_shot=self.k_shot, query_per_class=self.query_per_class,
+            **self.episode_shape(), meta_lr=self.meta_lr, final_meta_lr=self.final_meta_lr,
+            inner_steps=self.inner_steps, inner_lr=self.inner_lr, inner_optimizer=self.inner_optimizer,
+            inner_batch_size=self.inner_batch_size,
         )
 
     def protonet_config(self) -> ProtoNetConfig:
         """The prototypical-network settings of this config (``lr`` is ``meta_lr``)."""
         if self.final_meta_lr > self.meta_lr:
             raise ValueError(f"meta.final_meta_lr must be <= meta.meta_lr={self.meta_lr}, got {self.final_meta_lr}")
-        return ProtoNetConfig(
-            meta_steps=self.meta_steps, meta_batch_tasks=self.meta_batch_tasks, lr=self.meta_lr, n_way=self.n_way,
-            k_shot=self.k_shot, query_per_class=self.query_per_class, distance=self.distance,
-            temperature=self.temperature or 1.0,
-        )
+        return ProtoNetConfig(**self.episode_shape(), lr=self.meta_lr, distance=self.distance,
+                              temperature=self.temperature or 1.0)
 
 
 META_TRAIN_KEYS = ("seed", "precision", "eval_batch_size", "max_grad_norm", "tracker")
@@ -194,7 +182,7 @@ def _synthetic_model() -> ModelConfig:
 
 
 @dataclass
-class MetaTrainConfig:
+class MetaTrainConfig(RunConfig):
     """Everything one meta-training run needs. The defaults are the built-in synthetic cell-type job (Reptile)."""
 
     RENAMED: ClassVar[dict[str, str]] = {"lora": "adapter"}
@@ -203,10 +191,6 @@ class MetaTrainConfig:
     output_dir: Optional[str] = None
     """Run folder: checkpoints while training, then the same files as a fine-tuning run plus meta.json.
     Empty: runs/meta_<method>."""
-    overwrite: bool = False
-    """Replace a finished run in output_dir (never done silently)."""
-    resume: bool = True
-    """Resume from output_dir/checkpoints when a previous run of this config was interrupted."""
     alphabet: str = "dna"
     """dna or protein: how sequences are validated."""
     sequence_column: str = "sequence"

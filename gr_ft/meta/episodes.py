@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
@@ -30,9 +30,39 @@ import torch
 
 from ..data import encode_sequences
 
-__all__ = ["Episode", "EpisodeSampler", "encode_episode", "encode_labeled_sequences", "split_batch"]
+__all__ = ["EpisodeShape", "Episode", "EpisodeSampler", "encode_episode", "encode_labeled_sequences", "split_batch"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EpisodeShape:
+    """The episode shape and the length of meta-training (flags ``meta.*``), one definition for Reptile, ProtoNet
+    and the recipes' ``MetaConfig``, which derive from it."""
+
+    n_way: int = 2
+    """Classes per episode; the head has n_way outputs."""
+    k_shot: int = 8
+    """Support examples per class in each episode."""
+    query_per_class: int = 8
+    """Query examples per class in each episode (ProtoNet's loss; Reptile's validation score)."""
+    meta_steps: int = 300
+    """Outer updates (each one meta-batch of episodes)."""
+    meta_batch_tasks: int = 2
+    """Episodes (on distinct tasks while there are enough) per meta-step, shared out across processes."""
+
+    def __post_init__(self):
+        for flag in ("meta_steps", "meta_batch_tasks", "k_shot"):
+            if getattr(self, flag) < 1:
+                raise ValueError(f"meta.{flag} must be >= 1, got {getattr(self, flag)}")
+        if self.n_way < 2:
+            raise ValueError(f"meta.n_way must be >= 2, got {self.n_way}")
+        if self.query_per_class < 0:
+            raise ValueError(f"meta.query_per_class must be >= 0, got {self.query_per_class}")
+
+    def episode_shape(self) -> dict:
+        """The :class:`EpisodeShape` fields of this config, to build another config of the same shape."""
+        return {f.name: getattr(self, f.name) for f in fields(EpisodeShape)}
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modeling import mean_pool
-from .episodes import encode_labeled_sequences
+from .episodes import EpisodeShape, encode_labeled_sequences
 from .distributed import device_of, unwrap
 
 __all__ = [
@@ -59,31 +59,20 @@ DISTANCES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 
 
 @dataclass
-class ProtoNetConfig:
-    """Episodic prototypical-network training of the adapter (flags ``meta.*``)."""
+class ProtoNetConfig(EpisodeShape):
+    """Episodic prototypical-network training of the adapter (flags ``meta.*``): the episode shape plus the optimiser
+    and the metric."""
 
-    meta_steps: int = 1000
-    """Optimiser steps, one meta-batch of episodes each."""
-    meta_batch_tasks: int = 1
-    """Episodes per step (shared out across processes; gradients averaged)."""
     lr: float = 1e-3
-    n_way: int = 2
-    """Classes per episode."""
-    k_shot: int = 8
-    """Support examples per class in each episode."""
-    query_per_class: int = 8
-    """Query examples per class in each episode."""
     distance: str = "euclidean"
     """euclidean (negative squared distance) or cosine."""
     temperature: float = 1.0
     """Logits are divided by this (use ~0.1 with cosine, whose similarities lie in [-1, 1])."""
 
     def __post_init__(self):
-        for flag in ("meta_steps", "meta_batch_tasks", "k_shot", "query_per_class"):
-            if getattr(self, flag) < 1:
-                raise ValueError(f"meta.{flag} must be >= 1, got {getattr(self, flag)}")
-        if self.n_way < 2:
-            raise ValueError(f"meta.n_way must be >= 2, got {self.n_way}")
+        super().__post_init__()
+        if self.query_per_class < 1:
+            raise ValueError(f"meta.query_per_class must be >= 1, got {self.query_per_class}")
         for flag in ("lr", "temperature"):
             if getattr(self, flag) <= 0:
                 raise ValueError(f"meta.{flag} must be > 0, got {getattr(self, flag)}")

@@ -24,18 +24,19 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 
 from ..config import config_to_dict
 from ..io import find_split_files
 from ..labels import LabelSpec
 from ..run_folder import flat_config, write_run
-from ..utils import atomic_write_text
+from ..utils import atomic_write_text, progress_bar
 from ..synthetic import cell_type_panel_sequences, cell_type_sequences, split_seed
 from ..training import load_checkpoint, load_trainable_weights, save_checkpoint, save_trainable_weights
 from .config import MetaConfig, MetaTrainConfig
@@ -43,6 +44,10 @@ from .distributed import broadcast_trainable
 from .episodes import EpisodeSampler
 from .reptile import restore_trainable, snapshot_trainable
 from .tasks import TaskCollection, TaskSplit, load_task_collection, split_tasks
+
+if TYPE_CHECKING:
+    from ..backbones.record import BaseModelRecord
+    from ..tokenization import SequenceTokenizer
 
 __all__ = [
     "META_FILE",
@@ -58,6 +63,12 @@ __all__ = [
     "load_meta_checkpoint",
     "publish_meta_run",
     "read_meta_record",
+    "MetaRun",
+    "setup_meta_run",
+    "start_meta_training",
+    "meta_train_loop",
+    "load_method_config",
+    "meta_record",
 ]
 
 logger = logging.getLogger(__name__)
@@ -344,6 +355,123 @@ def resume_meta_state(accelerator: Accelerator, resume_from: Optional[Path]) -> 
     state = load_meta_checkpoint(accelerator, resume_from)
     accelerator.print(f"resumed from {resume_from}: meta-step {state.step}")
     return state
+
+
+@dataclass
+class MetaRun:
+    """A meta-training run once set up, what both recipes hold (each recipe's run class adds its own parts)."""
+
+    cfg: MetaTrainConfig
+    accelerator: Accelerator
+    tokenizer: SequenceTokenizer
+    model: torch.nn.Module
+    base: BaseModelRecord
+    data: MetaTasks
+    sampler: EpisodeSampler
+    """Meta-train episodes."""
+    val_sampler: EpisodeSampler
+    """Validation episodes (held-out rows of the meta-train tasks)."""
+    out: Path
+    started: float
+    resume_from: Optional[Path] = None
+    """The checkpoint to resume from, until :func:`start_meta_training` restores it."""
+    state: MetaState = field(default_factory=MetaState)
+
+
+def setup_meta_run(cfg: MetaTrainConfig) -> MetaRun:
+    """Accelerator, tokenizer, meta-train tasks, samplers and model (identical on every process).
+
+    Input errors surface before the first write; the recipe then registers what it checkpoints and
+    calls :func:`start_meta_training`.
+    """
+    from ..modeling import load_task_tokenizer
+    from ..run_folder import prepare_output_dir
+    from ..training import build_accelerator
+
+    started = time.time()
+    accelerator = build_accelerator(cfg.train, cfg.output_dir)
+    if cfg.meta.meta_batch_tasks % accelerator.num_processes:
+        raise ValueError(f"meta.meta_batch_tasks={cfg.meta.meta_batch_tasks} must be a multiple of the "
+                         f"{accelerator.num_processes} processes (every process averages the same number of episodes)")
+    set_seed(cfg.train.seed)
+    tokenizer = load_task_tokenizer(cfg.model, cfg.alphabet)
+    data = prepare_meta_tasks(cfg)  # meta-train tasks only
+    sampler, val_sampler = episode_samplers(cfg, data)
+    resume_from = prepare_output_dir(cfg)
+    out = Path(cfg.output_dir)
+    model, base = build_meta_model(cfg, tokenizer, accelerator, out)
+    return MetaRun(cfg, accelerator, tokenizer, model, base, data, sampler, val_sampler, out, started, resume_from)
+
+
+def start_meta_training(run: MetaRun, method: str, details: str = "") -> None:
+    """Print what runs, start the trackers and restore the checkpoint being resumed (after registration)."""
+    from ..adapters import total_parameter_count, trainable_parameter_count
+    from ..training import resolve_precision
+
+    cfg, accelerator, data = run.cfg, run.accelerator, run.data
+    accelerator.print(
+        f"{method} over {len(data.train)} meta-train tasks {data.split.meta_train} (meta-test, held out: "
+        f"{data.split.meta_test}); {cfg.meta.n_way}-way {cfg.meta.k_shot}-shot{details}; trainable parameters "
+        f"{trainable_parameter_count(run.model):,} of {total_parameter_count(run.model):,}; precision "
+        f"{resolve_precision(cfg.train.precision)}; processes {accelerator.num_processes}"
+    )
+    if cfg.train.tracker:
+        accelerator.init_trackers("gr-ft-meta", config=config_to_dict(cfg))
+    run.state = resume_meta_state(accelerator, run.resume_from)
+    run.resume_from = None
+
+
+def meta_train_loop(run: MetaRun, meta_step: Callable[[list], dict[str, float]],
+                    validate: Callable[[], None]) -> None:
+    """Meta-steps from ``run.state.step`` to ``meta.meta_steps``, validated and checkpointed; the method is ``meta_step``.
+
+    Each step draws ``meta.meta_batch_tasks`` episodes of the meta-train tasks, gives this process its
+    share to ``meta_step`` (which returns the scalars to log, e.g. the loss), and every
+    ``meta.eval_every_steps`` steps calls ``validate`` (which keeps the best weights); ``checkpoints/last``
+    is written then and every ``meta.checkpoint_every_steps`` steps. A fresh run is validated first.
+    """
+    cfg, accelerator, state = run.cfg, run.accelerator, run.state
+    meta_train_tasks = set(run.data.split.meta_train)
+    checkpoint = run.out / "checkpoints" / "last"
+    if state.step == 0 and not state.history:
+        validate()  # the starting point
+    progress = progress_bar(total=cfg.meta.meta_steps, initial=state.step, desc="meta-steps",
+                            enabled=accelerator.is_local_main_process, leave=False)
+    while state.step < cfg.meta.meta_steps:
+        episodes = run.sampler.meta_batch(state.step, cfg.meta.meta_batch_tasks)
+        assert all(e.task in meta_train_tasks for e in episodes), "a meta-test task reached meta-training"
+        scalars = meta_step(episodes[accelerator.process_index::accelerator.num_processes])
+        state.step += 1
+        progress.update(1)
+        progress.set_postfix(refresh=False, **{name: f"{value:.3g}" for name, value in scalars.items()})
+        accelerator.log({f"train/{name}": value for name, value in scalars.items()}, step=state.step)
+        evaluate_now = state.step % cfg.meta.eval_every_steps == 0 or state.step == cfg.meta.meta_steps
+        if evaluate_now:
+            validate()
+        if evaluate_now or state.step % cfg.meta.checkpoint_every_steps == 0:
+            save_meta_checkpoint(accelerator, state, checkpoint, cfg)
+    progress.close()
+
+
+def load_method_config(method: str, config: Optional[str], overrides: list[str]) -> MetaTrainConfig:
+    """The recipe's config with ``meta.method`` set to the recipe's method (an override must agree)."""
+    from ..config import load_config
+
+    cfg = load_config(MetaTrainConfig, config, [f"meta.method={method}", *overrides])
+    if cfg.meta.method != method:
+        raise ValueError(f"meta.method={cfg.meta.method}: use recipes/meta_{cfg.meta.method}.py; this recipe is "
+                         f"{method}")
+    return cfg
+
+
+def meta_record(run: MetaRun, adapt_steps: int, head: str, **method_fields) -> MetaRecord:
+    """``meta.json`` of ``run``: the tasks, the episode shape and the adaptation defaults."""
+    cfg, data = run.cfg, run.data
+    return MetaRecord(
+        method=cfg.meta.method, meta_train_tasks=data.split.meta_train, meta_test_tasks=data.split.meta_test,
+        n_way=cfg.meta.n_way, k_shot=cfg.meta.k_shot, query_per_class=cfg.meta.query_per_class, classes=data.classes,
+        adapt_steps=adapt_steps, adapt_lr=cfg.meta.inner_lr, tasks=cfg.meta.tasks, head=head, **method_fields,
+    )
 
 
 def keep_if_best(accelerator: Accelerator, model, state: MetaState, scores: dict[str, float], out: Path) -> bool:

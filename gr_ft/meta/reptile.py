@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from .distributed import device_of, sum_across_processes, trainable_parameters, unwrap
+from .episodes import EpisodeShape
 
 __all__ = [
     "ReptileConfig",
@@ -71,13 +72,9 @@ INNER_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 
 
 @dataclass
-class ReptileConfig:
-    """Reptile meta-training over LoRA adapters (flags ``meta.*``)."""
+class ReptileConfig(EpisodeShape):
+    """Reptile meta-training over LoRA adapters (flags ``meta.*``): the episode shape plus the two loops' settings."""
 
-    meta_steps: int = 1000
-    """Outer (meta) updates."""
-    meta_batch_tasks: int = 4
-    """Tasks adapted per meta-step; shared out across processes and their deltas averaged."""
     meta_lr: float = 1.0
     """Outer step size at the first meta-step (1.0 moves all the way to the mean adapted weights)."""
     final_meta_lr: float = 0.0
@@ -89,21 +86,11 @@ class ReptileConfig:
     """adam (beta1 = 0, as in the paper) or sgd; a fresh optimiser per task."""
     inner_batch_size: Optional[int] = None
     """Support examples per inner step; empty uses the whole support set (n_way * k_shot)."""
-    n_way: int = 2
-    """Classes per episode (the head must have n_way outputs)."""
-    k_shot: int = 8
-    """Support examples per class in each episode."""
-    query_per_class: int = 8
-    """Query examples per class, used only to report post-adaptation accuracy (0: none)."""
 
     def __post_init__(self):
-        for flag in ("meta_steps", "meta_batch_tasks", "inner_steps", "k_shot"):
-            if getattr(self, flag) < 1:
-                raise ValueError(f"meta.{flag} must be >= 1, got {getattr(self, flag)}")
-        if self.n_way < 2:
-            raise ValueError(f"meta.n_way must be >= 2, got {self.n_way}")
-        if self.query_per_class < 0:
-            raise ValueError(f"meta.query_per_class must be >= 0, got {self.query_per_class}")
+        super().__post_init__()
+        if self.inner_steps < 1:
+            raise ValueError(f"meta.inner_steps must be >= 1, got {self.inner_steps}")
         if self.inner_lr <= 0:
             raise ValueError(f"meta.inner_lr must be > 0, got {self.inner_lr}")
         if not 0 < self.meta_lr <= 1:

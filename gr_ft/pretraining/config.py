@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..config import PRECISIONS, ModelConfig, _check_choice, _check_positive
+from ..config import ModelConfig, OptimizationConfig, RunConfig, _check_choice, _check_positive
 
 __all__ = ["CorpusConfig", "MaskingConfig", "PretrainTrainConfig", "PretrainConfig"]
 
@@ -105,10 +105,9 @@ class MaskingConfig:
 
 
 @dataclass
-class PretrainTrainConfig:
+class PretrainTrainConfig(OptimizationConfig):
     """Optimisation and budget of a pretraining run (steps and/or wall-clock minutes)."""
 
-    seed: int = 0
     max_steps: int = 1000
     """Optimiser steps; also the length of the linear learning-rate schedule."""
     max_minutes: Optional[float] = None
@@ -122,24 +121,16 @@ class PretrainTrainConfig:
     every step does a similar amount of work. Empty: fixed `batch_size` windows."""
     eval_batch_size: int = 128
     lr: float = 5e-4
-    weight_decay: float = 0.01
     warmup_fraction: float = 0.05
     """Fraction of `max_steps` spent in linear warm-up."""
-    grad_accum_steps: int = 1
-    max_grad_norm: float = 1.0
-    precision: str = "auto"
-    """auto (bf16 where the hardware has it, else fp32), bf16, fp16 (GPU only) or fp32."""
     eval_every_steps: int = 250
     """Validation perplexity every N steps (0: only at the end)."""
     checkpoint_every_steps: int = 250
     """accelerate checkpoint every N steps for resume (0: never)."""
-    log_every_steps: int = 20
-    tracker: Optional[str] = None
-    """accelerate tracker for logs (tensorboard, wandb, ...); none by default."""
 
     def __post_init__(self):
-        _check_choice("train.precision", self.precision, PRECISIONS)
-        for flag in ("max_steps", "batch_size", "eval_batch_size", "grad_accum_steps", "log_every_steps"):
+        super().__post_init__()
+        for flag in ("max_steps", "batch_size", "eval_batch_size"):
             _check_positive(f"train.{flag}", getattr(self, flag))
         _check_positive("train.lr", self.lr)
         if self.max_minutes is not None:
@@ -147,12 +138,12 @@ class PretrainTrainConfig:
         if self.batch_tokens is not None:
             _check_positive("train.batch_tokens", self.batch_tokens)
         _check_fraction("train.warmup_fraction", self.warmup_fraction, upper_inclusive=False)
-        for flag in ("weight_decay", "max_grad_norm", "eval_every_steps", "checkpoint_every_steps"):
+        for flag in ("eval_every_steps", "checkpoint_every_steps"):
             _check_positive(f"train.{flag}", getattr(self, flag), allow_zero=True)
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(RunConfig):
     """Everything one masked-LM pretraining run needs.
 
     ``model.name_or_path`` empty builds a fresh backbone of ``model.arch`` (plus MLM head) from the
@@ -161,10 +152,6 @@ class PretrainConfig:
 
     output_dir: str = "runs/pretrain"
     """Run folder: checkpoints while training, then a `save_pretrained` model + tokenizer, metrics.json."""
-    overwrite: bool = False
-    """Replace a finished run in output_dir (never done silently)."""
-    resume: bool = True
-    """Resume from output_dir/checkpoints/last when a previous run of this config was interrupted."""
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)

@@ -30,11 +30,9 @@ Examples:
 _CITATION = metric_scripts.SCIKIT_LEARN_CITATION
 
 
-class Accuracy(metric_scripts.ClassIdMetric):
+class Accuracy(metric_scripts.WeightedScore, metric_scripts.ClassIdMetric):
     """Fraction of predicted class ids equal to the reference class ids."""
 
     NAME, DESCRIPTION, CITATION, INPUTS = "accuracy", _DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION
     REFERENCE_URL = "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.accuracy_score.html"
-
-    def _compute(self, predictions, references, sample_weight=None):
-        return {"accuracy": float(accuracy_score(references, predictions, sample_weight=sample_weight))}
+    score = staticmethod(accuracy_score)

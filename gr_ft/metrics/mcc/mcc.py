@@ -48,11 +48,9 @@ _CITATION = """
 """
 
 
-class Mcc(metric_scripts.ClassIdMetric):
+class Mcc(metric_scripts.WeightedScore, metric_scripts.ClassIdMetric):
     """Matthews correlation coefficient (binary and multiclass)."""
 
     NAME, DESCRIPTION, CITATION, INPUTS = "mcc", _DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION
     REFERENCE_URL = "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.matthews_corrcoef.html"
-
-    def _compute(self, predictions, references, sample_weight=None):
-        return {"mcc": float(matthews_corrcoef(references, predictions, sample_weight=sample_weight))}
+    score = staticmethod(matthews_corrcoef)

@@ -26,11 +26,9 @@ Examples:
 _CITATION = metric_scripts.SCIKIT_LEARN_CITATION
 
 
-class Mse(metric_scripts.RealValueMetric):
+class Mse(metric_scripts.WeightedScore, metric_scripts.RealValueMetric):
     """Mean squared error between predicted and true values."""
 
     NAME, DESCRIPTION, CITATION, INPUTS = "mse", _DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION
     REFERENCE_URL = "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.mean_squared_error.html"
-
-    def _compute(self, predictions, references, sample_weight=None):
-        return {"mse": float(mean_squared_error(references, predictions, sample_weight=sample_weight))}
+    score = staticmethod(mean_squared_error)
