@@ -11,9 +11,9 @@ LoRA r=8 on the family's default targets (gr-ft's choice; the plain path gets th
   ``build_task_model`` (SequenceModel) + ``apply_adapter`` and gr-ft's own loop, ``gr_ft.training.train_epoch``
   (accelerate, grad clipping at 1.0, linear schedule), steps timed from its per-step callback;
 * plain: what a user writes with Hugging Face alone: ``AutoTokenizer`` + ``AutoModelForSequenceClassification
-  .from_pretrained(folder[, trust_remote_code=True])`` + ``peft.LoraConfig(task_type="SEQ_CLS")`` + a manual
-  AdamW loop over a DataLoader with ``DataCollatorWithPadding``. Where that path cannot load the model, the
-  one-line error it gives is the result.
+  .from_pretrained(folder)`` (``trust_remote_code=True`` only under ``--trust-remote-code``) +
+  ``peft.LoraConfig(task_type="SEQ_CLS")`` + a manual AdamW loop over a DataLoader with
+  ``DataCollatorWithPadding``. Where that path cannot load the model, the one-line error it gives is the result.
 
 Inputs are random: DNA 1,000 bp windows of uniform ACGT, proteins 512 uniform residues (seed 0). Each
 configuration runs in its own fresh process (peak memory = that process's VmHWM), with ``--threads`` torch

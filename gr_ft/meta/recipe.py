@@ -32,13 +32,14 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from ..config import config_to_dict
+from ..config import config_to_dict, load_config
 from ..io import find_split_files
 from ..labels import LabelSpec
-from ..run_folder import flat_config, write_run
+from ..run_folder import flat_config, prepare_output_dir, write_run
 from ..utils import atomic_write_text, progress_bar
 from ..synthetic import cell_type_panel_sequences, cell_type_sequences, split_seed
-from ..training import load_checkpoint, load_trainable_weights, save_checkpoint, save_trainable_weights
+from ..training import (build_accelerator, load_checkpoint, load_trainable_weights, resolve_precision, save_checkpoint,
+                        save_trainable_weights)
 from .config import MetaConfig, MetaTrainConfig
 from .distributed import broadcast_trainable
 from .episodes import EpisodeSampler
@@ -385,8 +386,6 @@ def setup_meta_run(cfg: MetaTrainConfig) -> MetaRun:
     calls :func:`start_meta_training`.
     """
     from ..modeling import load_task_tokenizer
-    from ..run_folder import prepare_output_dir
-    from ..training import build_accelerator
 
     started = time.time()
     accelerator = build_accelerator(cfg.train, cfg.output_dir)
@@ -406,7 +405,6 @@ def setup_meta_run(cfg: MetaTrainConfig) -> MetaRun:
 def start_meta_training(run: MetaRun, method: str, details: str = "") -> None:
     """Print what runs, start the trackers and restore the checkpoint being resumed (after registration)."""
     from ..adapters import total_parameter_count, trainable_parameter_count
-    from ..training import resolve_precision
 
     cfg, accelerator, data = run.cfg, run.accelerator, run.data
     accelerator.print(
@@ -455,8 +453,6 @@ def meta_train_loop(run: MetaRun, meta_step: Callable[[list], dict[str, float]],
 
 def load_method_config(method: str, config: Optional[str], overrides: list[str]) -> MetaTrainConfig:
     """The recipe's config with ``meta.method`` set to the recipe's method (an override must agree)."""
-    from ..config import load_config
-
     cfg = load_config(MetaTrainConfig, config, [f"meta.method={method}", *overrides])
     if cfg.meta.method != method:
         raise ValueError(f"meta.method={cfg.meta.method}: use recipes/meta_{cfg.meta.method}.py; this recipe is "
