@@ -5,8 +5,8 @@ contain, and the paths that must NOT exist afterwards. Every case also checks th
 printed (user errors are one ``gr-ft: error: ...`` line, docs/reliability.md section 5) and that no
 half-written file (``*.tmp``) is left anywhere under the test folder.
 
-Commands run in-process (``gr_ft.cli.main``; recipes through ``runpy`` as their ``__main__``), except the
-SIGINT case, which needs a real signal. Placeholders: ``{tmp}`` the case's folder, ``{run}`` a tiny finished
+Commands run in-process (``gr_ft.cli.main``; recipes through ``runpy`` as their ``__main__``); the SIGINT
+case gets a real signal from a watcher thread. Placeholders: ``{tmp}`` the case's folder, ``{run}`` a tiny finished
 fine-tuning run shared by the module.
 
     python -m pytest -q tests/test_bad_input.py
@@ -20,8 +20,8 @@ import json
 import os
 import runpy
 import signal
-import subprocess
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -488,22 +488,29 @@ def run_in_process(argv: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def run_with_sigint(argv: list[str], tmp: Path) -> tuple[int, str]:
-    """``python -m gr_ft.cli ARGV`` in a subprocess, sent SIGINT once its first checkpoint is in place."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    # a shell's background job (CI started with `&`) inherits SIGINT ignored, and Python then keeps ignoring it:
-    # restore the default so the child gets a KeyboardInterrupt like a terminal's Ctrl-C
-    process = subprocess.Popen([sys.executable, "-m", "gr_ft.cli", *argv], env=env, stderr=subprocess.PIPE,
-                               stdout=subprocess.DEVNULL, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+def run_with_sigint(argv: list[str], capsys) -> tuple[int, str]:
+    """``gr-ft ARGV`` in this process, sent a real SIGINT (as Ctrl-C sends) once its first checkpoint is in place."""
     out = Path(next(a.split("=", 1)[1] for a in argv if a.startswith("output_dir=")))
-    deadline = time.time() + 300
-    while not (out / "checkpoints" / "last" / "trainer_state.json").exists() and process.poll() is None:
-        assert time.time() < deadline, "no checkpoint within 300 s"
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=300)
-    return process.returncode, err
+    finished = threading.Event()
+
+    def interrupt_after_the_first_checkpoint() -> None:
+        deadline = time.time() + 300
+        while not (out / "checkpoints" / "last" / "trainer_state.json").exists():
+            if finished.is_set() or time.time() > deadline:
+                return  # the case then fails on its exit code
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    # a shell's background job (CI started with `&`) inherits SIGINT ignored: restore Python's Ctrl-C handler
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    watcher = threading.Thread(target=interrupt_after_the_first_checkpoint, daemon=True)
+    watcher.start()
+    try:
+        return run_in_process(argv, capsys)
+    finally:
+        finished.set()
+        watcher.join()
+        signal.signal(signal.SIGINT, previous)
 
 
 def half_written(root: Path) -> list[str]:
@@ -522,7 +529,7 @@ def test_bad_input(case: Case, tmp_path, request, capsys, monkeypatch):
     monkeypatch.delenv("GRFT_DEBUG", raising=False)
     capsys.readouterr()
     if case.fault == "sigint":
-        code, err = run_with_sigint(argv, tmp)
+        code, err = run_with_sigint(argv, capsys)
     else:
         if case.fault in FAULTS:
             FAULTS[case.fault](monkeypatch, tmp)
@@ -597,11 +604,9 @@ def test_a_bug_exits_1_with_a_short_message_and_the_debug_hint(capsys, monkeypat
     assert "Traceback" not in err and not error_lines(err)
 
 
-def test_recipe_scripts_print_the_same_one_line_error(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("GRFT_DEBUG", None)
-    result = subprocess.run([sys.executable, str(REPO / "recipes" / "pretrain_mlm.py"), "train.lr=.inf",
-                             f"output_dir={tmp_path / 'pre'}"], env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines()[-1] == "pretrain_mlm.py: error: train.lr must be a finite number, got inf"
-    assert "Traceback" not in result.stderr and not (tmp_path / "pre").exists()
+def test_recipe_scripts_print_the_same_one_line_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GRFT_DEBUG", raising=False)
+    code, err = run_in_process(["recipes/pretrain_mlm.py", "train.lr=.inf", f"output_dir={tmp_path / 'pre'}"], capsys)
+    assert code == 2, err[-2000:]
+    assert err.strip().splitlines()[-1] == "pretrain_mlm.py: error: train.lr must be a finite number, got inf"
+    assert "Traceback" not in err and not (tmp_path / "pre").exists()
