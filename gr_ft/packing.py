@@ -65,7 +65,8 @@ def packed_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
     """SDPA per packed sequence when ``cu_seq_lens_q`` marks the boundaries, else transformers' SDPA.
 
     query/key/value: 1, heads, T, head_dim; returns 1, T, heads, head_dim (the layout of transformers' SDPA).
-    Each sequence attends only to itself and runs SDPA's unmasked (fused) kernel.
+    Each sequence attends only to itself and runs SDPA's unmasked (fused) kernel (:func:`packed_sdpa_mask` gives
+    a packed row no mask).
     """
     if cu_seq_lens_q is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
@@ -79,8 +80,18 @@ def packed_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
     return torch.cat(pieces, dim=2).transpose(1, 2).contiguous(), None
 
 
+def packed_sdpa_mask(batch_size: int, q_length: int, kv_length: int, *args,
+                     attention_mask: Optional[torch.Tensor] = None, **kwargs) -> Optional[torch.Tensor]:
+    """transformers' SDPA mask, except for one row without padding, which needs none: a packed row (split at its
+    boundaries by :func:`packed_sdpa_attention`; transformers 5.25 would build its block-diagonal T x T mask) or a
+    single unpadded sequence."""
+    if batch_size == 1 and attention_mask is None:
+        return None
+    return sdpa_mask(batch_size, q_length, kv_length, *args, attention_mask=attention_mask, **kwargs)
+
+
 AttentionInterface.register(PACKED_ATTENTION, packed_sdpa_attention)
-AttentionMaskInterface.register(PACKED_ATTENTION, sdpa_mask)
+AttentionMaskInterface.register(PACKED_ATTENTION, packed_sdpa_mask)
 
 
 def packable_families() -> list[str]:
