@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -190,11 +191,14 @@ def _nonoverlapping_starts(lengths: Sequence[int], length_bp: int, rng: np.rando
 
 
 def _sequence_with_sites(
-    names: Iterable[str], length_bp: int, gc: float, rng: np.random.Generator, motifs: dict[str, np.ndarray] = MOTIFS
+    names: Iterable[str], length_bp: int, gc: float, rng: np.random.Generator, motifs: dict[str, np.ndarray] = MOTIFS,
+    shuffled: Iterable[str] = (),
 ) -> str:
-    """Background DNA holding one sampled site per TF name (a key of ``motifs``), each on a random strand."""
+    """Background DNA holding one sampled site per TF name (a key of ``motifs``), each on a random strand, and one
+    sampled site per name in ``shuffled`` with its bases shuffled (the site's composition without the motif)."""
     seq = _random_dna(length_bp, rng, gc)
     sites = [_sample_site_idx(motifs[name], rng) for name in names]
+    sites += [rng.permutation(_sample_site_idx(motifs[name], rng)) for name in shuffled]
     sites = [_reverse_complement(s) if rng.random() < 0.5 else s for s in sites]
     for site, start in zip(sites, _nonoverlapping_starts([len(s) for s in sites], length_bp, rng)):
         _plant(seq, site, start)
@@ -305,13 +309,17 @@ def promoter_sequences(n: int, length_bp: int = 100, seed: int = 0, decoy_fracti
 
 
 def tf_binding_sequences(
-    n: int, tf: str = "CTCF", length_bp: int = 101, seed: int = 0, other_site_prob: float = 0.5
+    n: int, tf: str = "CTCF", length_bp: int = 101, seed: int = 0, other_site_prob: float = 0.5,
+    gc_matched: bool = False,
 ) -> pd.DataFrame:
     """Balanced sequences that hold (1) or lack (0) one sampled site of ``tf``.
 
     The site goes at a random position, reverse-complemented half the time. Both classes
     carry, with ``other_site_prob``, one site of another TF, so presence of *a* motif is
-    not enough. Choices for ``tf``: the keys of ``MOTIFS``.
+    not enough. ``gc_matched``: each negative carries a shuffled site of ``tf`` instead (its
+    bases in random order), so base composition does not tell the classes apart (a GC-rich
+    site such as CTCF's otherwise raises every positive's GC; task ``tf_binding_gc_matched``).
+    Choices for ``tf``: the keys of ``MOTIFS``.
 
     >>> tf_binding_sequences(4, tf="GATA", seed=0).label.tolist().count(1)
     2
@@ -327,7 +335,8 @@ def tf_binding_sequences(
         names = [tf] if label else []
         if rng.random() < other_site_prob:
             names.append(others[rng.integers(len(others))])
-        sequences.append(_sequence_with_sites(names, length_bp, _jittered_gc(0.5, rng), rng))
+        shuffled = [tf] if gc_matched and not label else []
+        sequences.append(_sequence_with_sites(names, length_bp, _jittered_gc(0.5, rng), rng, shuffled=shuffled))
     return pd.DataFrame({"sequence": sequences, "label": labels.astype(int)})
 
 
@@ -760,6 +769,7 @@ def localization_proteins(n: int, seed: int = 0, min_len: int = 80, max_len: int
 SYNTHETIC_TASKS: dict[str, Callable[..., pd.DataFrame]] = {
     "promoter": promoter_sequences,
     "tf_binding": tf_binding_sequences,
+    "tf_binding_gc_matched": functools.partial(tf_binding_sequences, gc_matched=True),
     "cell_type": cell_type_sequences,
     "cell_type_panel": cell_type_panel_sequences,
     "splice": splice_windows,

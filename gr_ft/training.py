@@ -79,6 +79,11 @@ class TrainingState:
 
 BF16_PROBE_SIZE = 1024
 """Side of the square matmuls timed by :func:`bf16_matmul_speedup` (1024^3: ~20-40 ms per fp32 rep on one core)."""
+BF16_SCREEN_SIZE = 256
+"""Side of the first, small probe: where bf16 is emulated (no native bf16 instructions) it is already ~100x slower
+here, and the full-size bf16 matmuls would take seconds each, so the probe stops at this size when bf16 loses by
+more than :data:`BF16_SCREEN_LOSS`."""
+BF16_SCREEN_LOSS = 0.25
 BF16_MIN_SPEEDUP = 1.1
 """bf16 autocast is chosen on a CPU without AMX only when its probe matmul is at least this much faster than fp32."""
 
@@ -146,7 +151,11 @@ def bf16_matmul_speedup(size: int = BF16_PROBE_SIZE, reps: int = 3, refresh: boo
         cache = {}
     if not refresh and isinstance(cache.get(key), dict) and "speedup" in cache[key]:
         return float(cache[key]["speedup"])
-    fp32_s, bf16_s = _time_matmuls(size, reps)
+    fp32_s, bf16_s = _time_matmuls(min(size, BF16_SCREEN_SIZE), 1)
+    if fp32_s / bf16_s >= BF16_SCREEN_LOSS and size > BF16_SCREEN_SIZE:
+        fp32_s, bf16_s = _time_matmuls(size, reps)
+    else:
+        size = min(size, BF16_SCREEN_SIZE)
     speedup = fp32_s / bf16_s
     logger.info("bf16 probe on %s: fp32 %.1f ms, bf16 %.1f ms per %d^3 matmul (x%.2f)", key, 1e3 * fp32_s,
                 1e3 * bf16_s, size, speedup)

@@ -168,6 +168,20 @@ def test_tf_binding_positives_hold_the_site_on_either_strand():
     assert 0.2 < (reverse & ~forward)[frame.label == 1].mean() < 0.45
 
 
+def test_tf_binding_gc_matched_negatives_carry_the_sites_composition_but_no_site():
+    plain = synthetic.make_task("tf_binding", 3000, seed=7)
+    matched = synthetic.make_task("tf_binding_gc_matched", 3000, seed=7)
+
+    def gc_gap(frame):
+        gc = frame.sequence.map(gc_content)
+        return gc[frame.label == 1].mean() - gc[frame.label == 0].mean()
+
+    assert gc_gap(plain) > 0.03  # the GC-rich CTCF site raises the positives' GC...
+    assert abs(gc_gap(matched)) < 0.005  # ...unless each negative carries its shuffled bases
+    has_site = matched.sequence.map(lambda s: count_sites(s, MOTIF_CONSENSUS["CTCF"], max_mismatches=2) > 0)
+    assert has_site[matched.label == 1].mean() > 0.85 and has_site[matched.label == 0].mean() < 0.05
+
+
 def test_cell_type_labels_follow_active_tf_sites():
     frame = synthetic.cell_type_sequences(800, seed=8)
     assert set(frame.columns) == {"sequence", "label", "cell_type"}
