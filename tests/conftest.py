@@ -69,3 +69,20 @@ def tiny_overrides(tmp_path):
 def encoded_cache_in_tmp(tmp_path, monkeypatch):
     """gr-ft's cache (encoded splits, decompressed genomes) lives in the test's tmp folder, never in ~/.cache."""
     monkeypatch.setenv("GRFT_CACHE_DIR", str(tmp_path / "gr_ft_cache"))
+
+
+@pytest.fixture(scope="session")
+def planted_run(tmp_path_factory):
+    """``planted_run(name)`` -> (run folder, metrics, Predictor) of a model trained on the planted grammar
+    (``interpret_models.PLANTED_RUNS``), trained once per session: the planted-site and motif tests share it."""
+    from interpret_models import train_planted
+
+    trained = {}
+
+    def get(name: str):
+        if name not in trained:
+            out = tmp_path_factory.mktemp(f"planted_{name}")
+            trained[name] = (out / "run", *train_planted(name, out))
+        return trained[name]
+
+    return get

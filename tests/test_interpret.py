@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from interpret_models import PLANTED_RUNS, PLANTED_TF, OneHotBackbone, make_predictor, motif_scanner_predictor, train_planted
+from interpret_models import PLANTED_RUNS, PLANTED_TF, OneHotBackbone, make_predictor, motif_scanner_predictor
 
 from gr_ft.adapters import apply_adapter
 from gr_ft.cli import main as cli_main
@@ -491,10 +491,10 @@ def test_nucleotide_ism_and_attributions_peak_at_sites_a_motif_model_reads(token
 @needs_extra
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PLANTED_RUNS))
-def test_ism_and_attributions_peak_at_planted_sites(name, tmp_path):
+def test_ism_and_attributions_peak_at_planted_sites(name, planted_run):
     from gr_ft.synthetic import make_task
 
-    metrics, predictor = train_planted(name, tmp_path)
+    _, metrics, predictor = planted_run(name)
     frame = make_task("tf_binding", 160, seed=123)  # seeds the training splits never use
     positives = frame[frame.label == 1].sequence.tolist()
     aurocs = site_aurocs(predictor, positives)

@@ -2,7 +2,8 @@
 
 The model is hand-built (tests/interpret_models.py): it scans for the CTCF motif that
 ``synthetic:tf_binding`` plants, so the motif it reads is known, and ``gr-ft motifs`` must recover
-that motif and name JASPAR's CTCF matrix (MA0139) among its best matches.
+that motif and name JASPAR's CTCF matrix (MA0139) among its best matches. A slow test asks the same of
+a model trained on the grammar (the kmer6 BERT of the planted-site test).
 """
 
 from __future__ import annotations
@@ -29,6 +30,25 @@ def reverse_complement(sequence: str) -> str:
     return sequence[::-1].translate(str.maketrans("ACGT", "TGCA"))
 
 
+def holds_planted_core(consensus: str) -> bool:
+    """The planted CTCF core on either strand, somewhere in ``consensus``, its N positions free."""
+    from gr_ft.synthetic import MOTIF_CONSENSUS
+
+    core = MOTIF_CONSENSUS["CTCF"]
+    return any(any(all(c in ("N", x) for c, x in zip(motif, consensus[s:s + len(motif)]))
+                   for s in range(len(consensus) - len(motif) + 1)) for motif in (core, reverse_complement(core)))
+
+
+def assert_planted_ctcf_named_by_jaspar(motif: dict) -> None:
+    assert holds_planted_core(motif["consensus"]), motif["consensus"]
+    assert motif["name"].startswith("pos_") and motif["seqlets"] >= 20
+    # JASPAR CTCF among the 3 best of 1,019 matrices. Not significant after correction (measured p ~1e-3,
+    # q ~0.3-0.5): the planted 14-bp core is a rough CTCF-like consensus (docs/interpret.md)
+    ids = [m["matrix_id"].split(".")[0] for m in motif["matches"]]
+    assert CTCF_JASPAR in ids, motif["matches"]
+    assert all(0 < m["p_value"] <= m["q_value"] <= 1 for m in motif["matches"])
+
+
 def interpret_planted(tmp_path, monkeypatch, n: int, length_bp: int = 60):
     """``gr-ft interpret --method ism`` of the CTCF scanner on ``n`` tf_binding sequences; returns the folder."""
     from gr_ft.synthetic import MOTIFS, make_task
@@ -46,8 +66,6 @@ def interpret_planted(tmp_path, monkeypatch, n: int, length_bp: int = 60):
 @needs_motif_extra
 @pytest.mark.slow  # ~20 s on an idle core, 40-100 s on a shared one: kept out of the fast suite
 def test_motifs_recovers_the_planted_ctcf_motif_and_names_jaspar_ctcf(tmp_path, monkeypatch, capsys):
-    from gr_ft.synthetic import MOTIF_CONSENSUS
-
     folder = interpret_planted(tmp_path, monkeypatch, 240)
     assert cli_main(["motifs", str(folder)] + FAST_MOTIF_FLAGS) == 0
     printed = capsys.readouterr().out
@@ -55,17 +73,7 @@ def test_motifs_recovers_the_planted_ctcf_motif_and_names_jaspar_ctcf(tmp_path, 
     assert summary["method"] == "ism" and summary["sequences"] == 240
     top = max(summary["motifs"], key=lambda m: m["seqlets"])
     print(printed, top["consensus"], top["matches"])
-    # the planted core, on either strand, with the consensus N positions free
-    core = MOTIF_CONSENSUS["CTCF"]
-    pattern = [(core, top["consensus"]), (reverse_complement(core), top["consensus"])]
-    assert any(any(all(c in ("N", x) for c, x in zip(motif, consensus[s:s + len(motif)]))
-                   for s in range(len(consensus) - len(motif) + 1)) for motif, consensus in pattern), top["consensus"]
-    assert top["name"].startswith("pos_") and top["seqlets"] >= 20
-    # JASPAR CTCF among the 3 best of 1,019 matrices. Not significant after correction (measured p ~1e-3,
-    # q ~0.5): the planted 14-bp core is a rough CTCF-like consensus (docs/interpret.md)
-    ids = [m["matrix_id"].split(".")[0] for m in top["matches"]]
-    assert CTCF_JASPAR in ids, top["matches"]
-    assert all(0 < m["p_value"] <= m["q_value"] <= 1 for m in top["matches"])
+    assert_planted_ctcf_named_by_jaspar(top)
     # report: a logo per motif, the table of classes
     report = (folder / "motifs" / "report.md").read_text()
     assert f"logos/{top['name']}.png" in report and "Motif x class" in report and "MA0139" in report
@@ -73,6 +81,26 @@ def test_motifs_recovers_the_planted_ctcf_motif_and_names_jaspar_ctcf(tmp_path, 
     # every sequence is explained for class 1 (the binary default): one class, holding all the motif's seqlets
     rows = [r for r in summary["class_table"] if r["motif"] == top["name"]]
     assert sum(r["seqlets"] for r in rows) == top["seqlets"]
+
+
+@needs_motif_extra
+@pytest.mark.slow  # training ~2-3 min, ISM of 800 x 101 bp ~2-6 min, modisco + TOMTOM ~2-5 min (docs/interpret.md)
+def test_motifs_of_a_trained_kmer_model_recover_the_planted_ctcf_motif(planted_run, tmp_path):
+    """The known answer of the test above, but from a model that learned the grammar: the kmer6 BERT of the
+    planted-site test (tests/interpret_models.py), ISM of 800 sequences of 101 bp, modisco-lite's defaults."""
+    from gr_ft.synthetic import make_task
+
+    run, metrics, _ = planted_run("kmer6")
+    make_task("tf_binding", 800, seed=123).to_csv(tmp_path / "in.csv", index=False)  # seeds training never uses
+    folder = tmp_path / "interp"
+    assert cli_main(["interpret", str(run), "--input", str(tmp_path / "in.csv"), "--method", "ism", "--out",
+                     str(folder), "--max-plots", "0", "--batch-size", "512"]) == 0
+    assert cli_main(["motifs", str(folder)]) == 0
+    summary = json.loads((folder / "motifs" / "motifs.json").read_text())
+    top = max(summary["motifs"], key=lambda m: m["seqlets"])
+    print(f"test AUROC {metrics['test']['auroc']:.3f}; motifs", [(m["consensus"], m["seqlets"], m["matches"])
+                                                                 for m in summary["motifs"]])
+    assert_planted_ctcf_named_by_jaspar(top)
 
 
 def test_motifs_refuses_a_folder_without_attributions(tmp_path, capsys):
