@@ -4,11 +4,22 @@ Three methods, all taken at the output of the backbone's input-embedding layer
 (``model.backbone.get_input_embeddings()``, found through peft wrappers by :func:`embedding_layer`),
 because token ids are not differentiable:
 
-- ``ig``: integrated gradients (``captum.attr.LayerIntegratedGradients``), from a baseline where every
-  non-special token is replaced by ``[PAD]`` (whose embedding is the zero vector in BERT- and
-  ESM-style models, the usual all-zero reference), special tokens and the attention mask kept;
-  ``n_steps`` Gauss-Legendre steps. Completeness: the token attributions sum to
-  output(input) - output(baseline) up to ``convergence_delta``, which is returned.
+- ``ig``: integrated gradients (``captum.attr.LayerIntegratedGradients``), ``n_steps`` Gauss-Legendre
+  steps, from one of two baselines (``baseline=``):
+
+  - ``"pad"`` (default): every non-special token replaced by ``[PAD]`` (whose embedding is the zero
+    vector in BERT- and ESM-style models, the usual all-zero reference), special tokens and the
+    attention mask kept;
+  - ``"shuffle"``: the mean over ``references`` dinucleotide shuffles of the sequence itself
+    (tangermeme's ``dinucleotide_shuffle``, seeded per sequence; first and last base kept), each
+    re-tokenized with the run's tokenizer - the DeepLIFT/DeepSHAP convention of the field: a reference
+    with the sequence's composition, so attributions measure order (motifs), not the presence of bases.
+    For k-mer, nucleotide and residue tokens the shuffle has the input's token count; a BPE shuffle
+    has its own pieces, so its body tokens are laid onto the input's positions in order (cut or padded
+    with ``[PAD]``), which keeps IG exact but pairs pieces that cover different bases. DNA only.
+
+  Completeness: the token attributions sum to output(input) - output(baseline) (the mean over the
+  references) up to ``convergence_delta``, which is returned.
 - ``ixg``: input x gradient (``LayerGradientXActivation``), the first-order term of the same sum.
 - ``saliency``: the magnitude of the gradient, ``|d output / d embedding|`` (``LayerGradientXActivation``
   with ``multiply_by_inputs=False``, then the absolute value).
@@ -38,15 +49,17 @@ import torch
 from ..backbones import spec_for_model
 from ..data import encode_sequences
 from ..utils import progress_bar
-from .ism import _padded
+from .ism import DNA_LETTERS, _padded
 from .projection import project_tokens, token_windows
 from .targets import Target, check_target, require, inference_model, resolve_class_indices, task_outputs
 
-__all__ = ["ATTRIBUTION_METHODS", "AttributionResult", "attribute", "embedding_layer"]
+__all__ = ["ATTRIBUTION_METHODS", "IG_BASELINES", "AttributionResult", "attribute", "embedding_layer",
+           "shuffled_references"]
 
 logger = logging.getLogger(__name__)
 
 ATTRIBUTION_METHODS = ("ig", "ixg", "saliency")
+IG_BASELINES = ("pad", "shuffle")
 
 
 @dataclass
@@ -105,20 +118,68 @@ def _baseline_ids(input_ids: torch.Tensor, special_ids: list[int], baseline_id: 
     return torch.where(keep, input_ids, torch.full_like(input_ids, baseline_id))
 
 
+def shuffled_references(sequences: Sequence[str], n: int, seed: int = 0) -> list[list[str]]:
+    """``n`` dinucleotide shuffles of each DNA sequence (tangermeme; sequence i seeded ``seed + i``).
+
+    The shuffles keep each sequence's length, base composition, dinucleotide counts and first and last
+    base; N is shuffled like a fifth letter (tangermeme's ``allow_N``).
+
+        >>> [len(s) for s in shuffled_references(["ACGTTGCATTAGGCAT"], 2)[0]]   # two shuffles of one sequence
+        [16, 16]
+    """
+    ersatz, utils = require("tangermeme.ersatz"), require("tangermeme.utils")
+    references = []
+    for number, sequence in enumerate(sequences):
+        one_hot = utils.one_hot_encode(sequence, alphabet=list(DNA_LETTERS)).unsqueeze(0)
+        try:
+            shuffles = ersatz.dinucleotide_shuffle(one_hot, n=n, random_state=[seed + number], allow_N=True)[0]
+        except ValueError as err:  # e.g. every shuffle of a short or repetitive sequence is the sequence itself
+            raise ValueError(f"sequence {number + 1} ({len(sequence)} bp): no dinucleotide shuffle reference ({err}); "
+                             f"use the pad baseline for it") from err
+        references.append([utils.characters(s, alphabet=list(DNA_LETTERS), allow_N=True) for s in shuffles])
+    return references
+
+
+def _laid_onto(reference: list[int], ids: list[int], special_ids: set[int], pad_id: int) -> list[int]:
+    """``reference``'s body tokens placed on ``ids``' non-special positions in order (cut, or padded with pad_id)."""
+    body = iter([token for token in reference if token not in special_ids])
+    return [token if token in special_ids else next(body, pad_id) for token in ids]
+
+
+def _shuffle_baselines(predictor, sequences: list[str], encoded: "_Encoded", n: int, seed: int) -> list[list[list[int]]]:
+    """Per reference r, per sequence: the token ids of its r-th dinucleotide shuffle, shaped like the input's."""
+    if predictor.tokenizer.alphabet != "dna":
+        raise ValueError("baseline='shuffle' shuffles dinucleotides and needs a DNA model; this run reads proteins: "
+                         "use baseline='pad' (--ig-baseline pad)")
+    references = shuffled_references(sequences, n, seed)
+    special = set(predictor.tokenizer.special_token_ids)
+    pad_id = predictor.tokenizer.pad_token_id if predictor.tokenizer.pad_token_id is not None else 0
+    rows = []
+    for r in range(n):
+        shuffled = _encode(predictor, [refs[r] for refs in references], None).ids
+        rows.append([_laid_onto(ref, ids, special, pad_id) for ref, ids in zip(shuffled, encoded.ids)])
+    return rows
+
+
 def _token_attributions(method: str, forward, layer, input_ids, attention_mask, token_index, *, targets,
-                        baseline_id: int, special_ids: list[int], n_steps: int):
-    """B x T attributions summed over the hidden dimension (and the IG convergence delta, B)."""
+                        baselines: list[torch.Tensor], n_steps: int):
+    """B x T attributions summed over the hidden dimension (and the IG convergence delta, B).
+
+    Integrated gradients runs once per baseline (B x T token ids each) and returns the means.
+    """
     captum_attr = require("captum.attr")
     LayerGradientXActivation, LayerIntegratedGradients = (captum_attr.LayerGradientXActivation,
                                                           captum_attr.LayerIntegratedGradients)
     extra = (attention_mask, token_index)
     if method == "ig":
         explainer = LayerIntegratedGradients(forward, layer)
-        values, delta = explainer.attribute(
-            input_ids, baselines=_baseline_ids(input_ids, special_ids, baseline_id), target=targets,
-            additional_forward_args=extra, n_steps=n_steps, return_convergence_delta=True,
-        )
-        return values.sum(-1), delta
+        values, deltas = 0.0, 0.0
+        for baseline in baselines:
+            value, delta = explainer.attribute(input_ids, baselines=baseline, target=targets,
+                                               additional_forward_args=extra, n_steps=n_steps,
+                                               return_convergence_delta=True)
+            values, deltas = values + value.sum(-1), deltas + delta
+        return values / len(baselines), deltas / len(baselines)
     explainer = LayerGradientXActivation(forward, layer, multiply_by_inputs=method == "ixg")
     values = explainer.attribute(input_ids, target=targets, additional_forward_args=extra)
     return (values.sum(-1) if method == "ixg" else values.abs().sum(-1)), None
@@ -170,17 +231,23 @@ def _fill(rows: list[np.ndarray], fill, dtype) -> np.ndarray:
 
 
 def attribute(predictor, sequences: Sequence[str], method: str = "ig", *, target: Optional[Target] = None,
-              n_steps: int = 50, batch_size: int = 8, merge_adapter: bool = True,
-              progress: bool = False) -> AttributionResult:
+              n_steps: int = 50, batch_size: int = 8, merge_adapter: bool = True, baseline: str = "pad",
+              references: int = 10, seed: int = 0, progress: bool = False) -> AttributionResult:
     """Attribute each sequence's target output to its tokens and bases with ``ig``, ``ixg`` or ``saliency``.
 
-    ``batch_size`` counts sequences per captum call (integrated gradients runs ``n_steps`` copies of each).
+    ``batch_size`` counts sequences per captum call (integrated gradients runs ``n_steps`` copies of each,
+    once per reference). ``baseline``, ``references`` and ``seed`` choose integrated gradients' baseline
+    (module docstring); ``"shuffle"`` costs ``references`` times the ``"pad"`` baseline.
 
         >>> attribute(load_run("runs/demo"), ["ACGT" * 25], method="saliency").bases.shape
         (1, 100)
     """
     if method not in ATTRIBUTION_METHODS:
         raise ValueError(f"unknown attribution method {method!r}; choose one of {list(ATTRIBUTION_METHODS)}")
+    if baseline not in IG_BASELINES:
+        raise ValueError(f"unknown integrated-gradients baseline {baseline!r}; choose one of {list(IG_BASELINES)}")
+    if references < 1:
+        raise ValueError(f"references={references}: need at least 1 shuffled reference")
     target = target or Target()
     spec, tokenizer = predictor.spec, predictor.tokenizer
     check_target(target, spec.problem_type, spec.num_labels)
@@ -192,14 +259,19 @@ def attribute(predictor, sequences: Sequence[str], method: str = "ig", *, target
     reference = _reference_outputs(model, encoded, pad_id, spec.problem_type, target.output, batch_size)
     classes = resolve_class_indices(target, spec.problem_type, reference)
     forward = _scalar_forward(model, spec.problem_type, target.output)
+    shuffled = (_shuffle_baselines(predictor, sequences, encoded, references, seed)
+                if method == "ig" and baseline == "shuffle" else None)
     token_rows, deltas = [], []
     for begin in progress_bar(range(0, len(sequences), batch_size), desc=method, unit="batch", enabled=progress):
         chunk = slice(begin, begin + batch_size)
         input_ids, attention_mask = _padded(encoded.ids[chunk], pad_id)
+        if shuffled is None:
+            baselines = [_baseline_ids(input_ids, tokenizer.special_token_ids, pad_id)]
+        else:
+            baselines = [_padded(rows[chunk], pad_id)[0] for rows in shuffled]
         values, delta = _token_attributions(
             method, forward, layer, input_ids, attention_mask, torch.tensor(encoded.token_index[chunk]),
-            targets=classes[chunk].tolist(), baseline_id=pad_id, special_ids=tokenizer.special_token_ids,
-            n_steps=n_steps)
+            targets=classes[chunk].tolist(), baselines=baselines, n_steps=n_steps)
         token_rows += [row[: len(ids)] for row, ids in zip(values.detach().double().numpy(), encoded.ids[chunk])]
         deltas += [] if delta is None else delta.detach().double().numpy().tolist()
     bases = [project_tokens(row, windows, len(seq)) for row, windows, seq in zip(token_rows, encoded.windows, sequences)]

@@ -42,6 +42,7 @@ EXAMPLES = """examples:
   gr-ft interpret runs/demo --input - --method attention --layers -1 --out interp/ < seqs.txt
   gr-ft interpret runs/peaks --input peaks.bed --genome hg38.fa.gz --method ism --out interp/
   gr-ft interpret runs/demo --input seqs.txt --method ism --deletions --max-plots 5 --out interp/
+  gr-ft interpret runs/peaks --input peaks.fa --method ig --ig-baseline shuffle --references 10 --steps 20 --out interp/
 
 methods: ism (every single-base substitution, re-tokenized), ig (integrated gradients), ixg (input x gradient),
 saliency (|gradient|), attention (maps per layer); attributions and attention are mapped from tokens to bases
@@ -71,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--position", type=int, help="per-position models: the 0-based base whose output is explained")
     parser.add_argument("--deletions", action="store_true", help="ism: also score deleting each base")
     parser.add_argument("--steps", type=int, default=50, help="ig: integration steps (default 50)")
+    parser.add_argument("--ig-baseline", choices=["pad", "shuffle"], default="pad",
+                        help="ig: integrate from every token replaced by [PAD] (default) or from dinucleotide shuffles "
+                             "of each sequence, averaged (DNA only; sharper at motifs, --references times the cost)")
+    parser.add_argument("--references", type=int, default=10, help="ig --ig-baseline shuffle: shuffles per sequence "
+                        "(default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="ig --ig-baseline shuffle: seed of the shuffles (default 0)")
     parser.add_argument("--batch-size", type=int, default=128, help="ism: mutants per forward pass (default 128)")
     parser.add_argument("--layers", type=int, nargs="+", help="attention: layers to keep (0-based, -1 = last; "
                                                               "default all)")
@@ -164,7 +171,8 @@ def run_attribution(args, predictor, target, ids, *, sequences, out: Path, metho
     from .plots import plot_attribution_logo
 
     result = attribute(predictor, sequences, method=method, target=target, n_steps=args.steps,
-                       merge_adapter=not args.no_merge, progress=sys.stderr.isatty())
+                       merge_adapter=not args.no_merge, baseline=args.ig_baseline, references=args.references,
+                       seed=args.seed, progress=sys.stderr.isatty())
     arrays = {**_common(ids, sequences, predictor, target, result.class_indices, method), "bases": result.bases,
               "tokens": result.tokens, "token_starts": result.token_starts, "token_ends": result.token_ends}
     if result.convergence_delta is not None:
@@ -201,7 +209,7 @@ def _check_args(args) -> None:
 
     check_output_folder(args.out, "--out")
     for flag, value, minimum in (("--steps", args.steps, 1), ("--batch-size", args.batch_size, 1),
-                                 ("--max-plots", args.max_plots, 0)):
+                                 ("--max-plots", args.max_plots, 0), ("--references", args.references, 1)):
         if value < minimum:
             raise ValueError(f"{flag} must be >= {minimum}, got {value}")
 
