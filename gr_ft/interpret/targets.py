@@ -41,7 +41,7 @@ def require(module: str):
         return importlib.import_module(module)
     except ImportError as err:
         raise ValueError(f"{module} is not installed; install the interpret extra: pip install -e \".[interpret]\" "
-                         f"(or pip install {module})") from err
+                         f"(or pip install {module.split('.')[0]})") from err
 
 
 @dataclass
