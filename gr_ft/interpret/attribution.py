@@ -146,19 +146,18 @@ def _laid_onto(reference: list[int], ids: list[int], special_ids: set[int], pad_
     return [token if token in special_ids else next(body, pad_id) for token in ids]
 
 
-def _shuffle_baselines(predictor, sequences: list[str], encoded: "_Encoded", n: int, seed: int) -> list[list[list[int]]]:
+def _shuffle_baselines(predictor, sequences: list[str], input_ids: list[list[int]], n: int, seed: int,
+                       pad_id: int) -> list[list[list[int]]]:
     """Per reference r, per sequence: the token ids of its r-th dinucleotide shuffle, shaped like the input's."""
-    if predictor.tokenizer.alphabet != "dna":
+    tokenizer, data = predictor.tokenizer, predictor.cfg.data
+    if tokenizer.alphabet != "dna":
         raise ValueError("baseline='shuffle' shuffles dinucleotides and needs a DNA model; this run reads proteins: "
                          "use baseline='pad' (--ig-baseline pad)")
-    references = shuffled_references(sequences, n, seed)
-    special = set(predictor.tokenizer.special_token_ids)
-    pad_id = predictor.tokenizer.pad_token_id if predictor.tokenizer.pad_token_id is not None else 0
-    rows = []
-    for r in range(n):
-        shuffled = _encode(predictor, [refs[r] for refs in references], None).ids
-        rows.append([_laid_onto(ref, ids, special, pad_id) for ref, ids in zip(shuffled, encoded.ids)])
-    return rows
+    shuffles = [ref for refs in zip(*shuffled_references(sequences, n, seed)) for ref in refs]  # reference-major
+    shuffled_ids = encode_sequences(tokenizer, shuffles, data.max_length, data.crop)[0]["input_ids"]  # one call
+    special = set(tokenizer.special_token_ids)
+    return [[_laid_onto(ref, ids, special, pad_id) for ref, ids in zip(shuffled_ids[r * len(sequences):], input_ids)]
+            for r in range(n)]
 
 
 def _token_attributions(method: str, forward, layer, input_ids, attention_mask, token_index, *, targets,
@@ -259,7 +258,7 @@ def attribute(predictor, sequences: Sequence[str], method: str = "ig", *, target
     reference = _reference_outputs(model, encoded, pad_id, spec.problem_type, target.output, batch_size)
     classes = resolve_class_indices(target, spec.problem_type, reference)
     forward = _scalar_forward(model, spec.problem_type, target.output)
-    shuffled = (_shuffle_baselines(predictor, sequences, encoded, references, seed)
+    shuffled = (_shuffle_baselines(predictor, sequences, encoded.ids, references, seed, pad_id)
                 if method == "ig" and baseline == "shuffle" else None)
     token_rows, deltas = [], []
     for begin in progress_bar(range(0, len(sequences), batch_size), desc=method, unit="batch", enabled=progress):
